@@ -1,0 +1,3 @@
+from deeper.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Plots, galleries and (later) layer analysis."""

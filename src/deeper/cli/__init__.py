@@ -1,0 +1,121 @@
+"""The ``deeper`` command: thin subcommands over the library.
+
+Each module in this package registers its subcommands with :func:`command`.
+Errors the user can fix (:class:`~deeper.errors.DeeperError`, missing or
+unwritable files) are printed as one line, never as a traceback.  With
+``--json`` a command prints one JSON object as the last line of stdout and
+keeps its human-readable text on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable
+
+from deeper import __version__
+
+_COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = []
+
+
+def command(name: str, help: str):
+    """Register ``configure(parser)`` as subcommand ``name``.
+
+    ``configure`` adds the options and sets ``run(args, out) -> dict | None`` with
+    ``parser.set_defaults(run=...)``; a returned dict is the ``--json`` result.
+    """
+
+    def deco(configure):
+        _COMMANDS.append((name, help, configure))
+        return configure
+
+    return deco
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+class Output:
+    """Where a command's text goes: stdout normally, stderr when ``--json`` owns stdout."""
+
+    def __init__(self, as_json: bool):
+        self.as_json = as_json
+
+    def line(self, text: str = "") -> None:
+        print(text, file=sys.stderr if self.as_json else sys.stdout)
+
+    def result(self, obj: dict) -> None:
+        if self.as_json:
+            print(json.dumps(_jsonable(obj)))
+
+
+def _jsonable(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object as the last line of stdout"
+    )
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="offline data folder with one sub-folder per dataset (default: $DEEPER_DATA, then the download cache)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from deeper.cli import catalog, inference, train  # noqa: F401  (register the commands)
+
+    parser = argparse.ArgumentParser(
+        prog="deeper",
+        description="deeper: train, evaluate and take apart the image-recognition networks of "
+        "'Deep Learning from Scratch', chapter 8.",
+        epilog="Run 'deeper COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"deeper {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.subcommands = {}
+    for name, help_text, configure in _COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_Formatter)
+        configure(p)
+        parser.subcommands[name] = p
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from deeper.errors import DeeperError
+
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # report it against the subcommand, with its usage
+        parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    out = Output(getattr(args, "json", False))
+    try:
+        result = args.run(args, out)
+    except DeeperError as e:
+        code = getattr(e, "exit_code", 1)
+        print(f"deeper {args.command}: error: {e}", file=sys.stderr)
+        return code
+    except OSError as e:  # unwritable output folder, disk full, ...
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"deeper {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"deeper {args.command}: interrupted", file=sys.stderr)
+        return 130
+    if result is not None:
+        out.result(result)
+    return 0

@@ -1,0 +1,143 @@
+"""``deeper eval``, ``predict``, ``misclassified`` and ``convert-book-weights``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deeper.cli import add_data_dir, add_json, command
+
+
+def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
+    p.add_argument("--model", help="registered model name (default: the one recorded in the weights file)")
+    p.add_argument("--weights", required=True, metavar="FILE", help="a .safetensors file written by deeper")
+    if data:
+        p.add_argument("--data", default="mnist", help="dataset to evaluate on")
+        add_data_dir(p)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+@command("eval", "evaluate trained weights on a dataset's test split, in a chosen precision")
+def configure_eval(p: argparse.ArgumentParser) -> None:
+    from deeper.inference import DTYPES
+
+    _common(p)
+    p.add_argument("--dtype", default="float32", choices=list(DTYPES), help="precision of weights and inputs")
+    p.add_argument("--split", default="test", choices=["train", "test"], help="which split to score")
+    p.add_argument("--batch-size", type=int, default=1000, help="images per forward pass")
+    add_json(p)
+    p.set_defaults(run=run_eval)
+
+
+def run_eval(args, out) -> dict:
+    from deeper.inference import evaluate_weights
+
+    r = evaluate_weights(
+        args.weights, args.data, model=args.model, dtype=args.dtype, split=args.split,
+        device=args.device, batch_size=args.batch_size, data_dir=args.data_dir,
+    )  # fmt: skip
+    acc = r.get("test_accuracy", r.get(f"{args.split}_accuracy"))
+    out.line(
+        f"{r['model']} on {args.data}/{args.split} ({r['images']:,} images, {args.dtype}): accuracy {acc:.4f}, loss {r['loss']:.4f}"
+    )
+    return r
+
+
+@command("predict", "classify image files (PNG/JPG, any size; digits are prepared as MNIST was)")
+def configure_predict(p: argparse.ArgumentParser) -> None:
+    _common(p, data=False)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--top", type=int, default=3, help="how many classes to show per image")
+    add_json(p)
+    p.set_defaults(run=run_predict)
+
+
+def run_predict(args, out) -> dict:
+    from deeper.inference import predict_files
+
+    preds = predict_files(args.weights, args.images, model=args.model, device=args.device)
+    for pr in preds:
+        ranked = sorted(range(len(pr.probabilities)), key=lambda k: -pr.probabilities[k])[: max(1, args.top)]
+        probs = ", ".join(f"{k}: {pr.probabilities[k]:.3f}" for k in ranked)
+        out.line(f"{pr.path}: {pr.name}  ({probs})")
+    return {"predictions": [pr.__dict__ for pr in preds]}
+
+
+@command("misclassified", "draw the test images a model gets wrong (the book's figure 8-2)")
+def configure_misclassified(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("-o", "--output", required=True, metavar="FILE.png", help="where to write the gallery")
+    p.add_argument("--max", type=int, default=100, help="draw at most this many images")
+    p.add_argument("--columns", type=int, default=10, help="images per row")
+    add_json(p)
+    p.set_defaults(run=run_misclassified)
+
+
+def run_misclassified(args, out) -> dict:
+    from deeper.analysis.gallery import misclassified_gallery
+    from deeper.errors import ConfigError
+    from deeper.inference import misclassified
+
+    if not args.output.lower().endswith(".png"):
+        raise ConfigError(f"output {args.output!r} must be a .png file")
+    if args.max < 1:
+        raise ConfigError("--max must be at least 1")
+    ds, wrong, pred = misclassified(
+        args.weights, args.data, model=args.model, device=args.device, data_dir=args.data_dir
+    )
+    shown = wrong[: args.max].cpu()
+    title = f"{len(wrong)} of {len(ds):,} {args.data} test images misclassified (top-left: true, bottom-right: predicted)"
+    misclassified_gallery(
+        ds.images[shown], ds.labels[shown], pred[shown], args.output,
+        classes=ds.classes if args.data != "mnist" else None, title=title, columns=args.columns,
+    )  # fmt: skip
+    out.line(
+        f"{len(wrong)} misclassified of {len(ds):,} (accuracy {1 - len(wrong) / len(ds):.4f}); drew {len(shown)} in {args.output}"
+    )
+    return {
+        "misclassified": len(wrong),
+        "images": len(ds),
+        "test_accuracy": 1 - len(wrong) / len(ds),
+        "indices": wrong.tolist(),
+        "predicted": pred[wrong].tolist(),
+        "true": ds.labels[wrong.to(ds.labels.device)].tolist(),
+        "output": args.output,
+    }
+
+
+@command("convert-book-weights", "import the book's deep_convnet_params.pkl into a .safetensors file")
+def configure_convert(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pickle", metavar="FILE.pkl", help="the book's parameter pickle")
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="confirm you trust this file: unpickling can run code (only NumPy arrays are accepted even so)",
+    )
+    p.add_argument(
+        "-o", "--output", required=True, metavar="FILE.safetensors", help="where to write the weights"
+    )
+    add_json(p)
+    p.set_defaults(run=run_convert)
+
+
+def run_convert(args, out) -> dict:
+    from deeper.models import save_weights
+    from deeper.models.book import book_to_state_dict, load_book_params
+
+    params = load_book_params(args.pickle, trust_pickle=args.trust_pickle)
+    state = book_to_state_dict(params, args.pickle)
+    meta = {
+        "model": "deep-convnet",
+        "num_classes": 10,
+        "in_chans": 1,
+        "img_size": 28,
+        "dataset": "mnist",
+        "classes": [str(i) for i in range(10)],
+        "source": f"book parameters {Path(args.pickle).name}",
+    }
+    path = save_weights(state, args.output, meta)
+    n = sum(v.numel() for v in state.values())
+    out.line(
+        f"wrote {path} ({n:,} parameters); evaluate with: deeper eval --model deep-convnet --weights {path} --data mnist"
+    )
+    return {"output": str(path), "params": n}

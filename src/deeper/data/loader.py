@@ -1,0 +1,106 @@
+"""Batches indexed straight out of an in-memory dataset.
+
+There is no per-sample Python work: each batch is one fancy-index of the uint8
+image tensor (already on the training device), one conversion to float in
+[0, 1], and an optional batched ``transform`` (the hook where augmentations and
+mixing plug in).  The order of an epoch is a pure function of ``(seed, epoch)``,
+so a resumed run can regenerate it and skip the batches already seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+
+from deeper.data.dataset import ImageDataset
+from deeper.errors import ConfigError
+
+#: ``(images float (B, C, H, W), labels) -> (images, labels)``, applied per batch on the device.
+BatchTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class BatchLoader:
+    """Iterate ``(images, labels)`` batches of ``dataset``.
+
+    ``rank``/``world_size`` shard every epoch's order for data-parallel training:
+    each rank sees a disjoint, equally long slice (the order is padded by
+    repeating its start, as ``DistributedSampler`` does).
+    """
+
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        transform: BatchTransform | None = None,
+        channels_last: bool = False,
+        dtype: torch.dtype = torch.float32,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        if len(dataset) == 0:
+            raise ConfigError(f"{dataset.name}: the dataset is empty")
+        if not 0 <= rank < world_size:
+            raise ConfigError(f"rank {rank} outside world of size {world_size}")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.transform = transform
+        self.channels_last = channels_last
+        self.dtype = dtype
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self._skip = 0
+
+    @property
+    def samples_per_rank(self) -> int:
+        return math.ceil(len(self.dataset) / self.world_size)
+
+    def __len__(self) -> int:
+        n = self.samples_per_rank
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        """Choose the epoch whose order the next iteration follows, skipping its first batches."""
+        self.epoch = epoch
+        self._skip = skip_batches
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """The sample indices this rank visits in ``epoch`` (on the dataset's device)."""
+        n = len(self.dataset)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            idx = torch.randperm(n, generator=g)
+        else:
+            idx = torch.arange(n)
+        if self.world_size > 1:
+            total = self.samples_per_rank * self.world_size
+            if total > n:
+                idx = torch.cat([idx, idx[: total - n]])
+            idx = idx[self.rank :: self.world_size]
+        return idx.to(self.dataset.device)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        idx = self.order(self.epoch)
+        start, self._skip = self._skip, 0
+        bs = self.batch_size
+        images, labels = self.dataset.images, self.dataset.labels
+        for b in range(start, len(self)):
+            sel = idx[b * bs : (b + 1) * bs]
+            x = images[sel].to(self.dtype).div_(255.0)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = labels[sel]
+            if self.transform is not None:
+                x, y = self.transform(x, y)
+            yield x, y

@@ -1,0 +1,86 @@
+"""Model weights as safetensors files with self-describing metadata.
+
+The metadata (strings only, as safetensors requires) records what is needed to
+rebuild the model: its registry name, ``num_classes``, ``in_chans``,
+``img_size``, the dataset and its class names.  Loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from deeper.errors import CheckpointError, ConfigError
+from deeper.fileio import write_bytes_atomic
+from deeper.models.registry import create_model
+
+
+def save_weights(
+    model_or_state: nn.Module | dict, path: str | os.PathLike, metadata: dict | None = None
+) -> Path:
+    """Write the weights (atomically) with ``metadata`` (values JSON-encoded when not strings)."""
+    state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    path = Path(path)
+    write_bytes_atomic(path, st_save(tensors, metadata=meta))
+    return path
+
+
+def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(state_dict, metadata)`` of a safetensors file, with a clear error when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found")
+    data = path.read_bytes()
+    try:
+        tensors = st_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        hint = " (a pickle? convert it with `deeper convert-book-weights`)" if data[:1] == b"\x80" else ""
+        raise CheckpointError(f"{path}: not a valid safetensors file{hint}: {e}") from None
+    import safetensors
+
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+    return tensors, meta
+
+
+def meta_int(meta: dict[str, str], key: str) -> int | None:
+    try:
+        return int(meta[key]) if key in meta else None
+    except ValueError:
+        return None
+
+
+def model_from_weights(
+    path: str | os.PathLike, name: str | None = None, **overrides
+) -> tuple[nn.Module, dict[str, str]]:
+    """Rebuild a model from a weights file; ``name`` (if given) must agree with the file's metadata."""
+    state, meta = load_weights(path)
+    recorded = meta.get("model")
+    if name is None:
+        if recorded is None:
+            raise ConfigError(f"{path}: no model name in the file's metadata; pass --model")
+        name = recorded
+    elif recorded is not None and recorded != name:
+        raise ConfigError(f"{path} holds weights for model {recorded!r}, not {name!r}")
+    kwargs = {"num_classes": meta_int(meta, "num_classes") or 10, "in_chans": meta_int(meta, "in_chans") or 1}
+    if (img := meta_int(meta, "img_size")) is not None:
+        kwargs["img_size"] = img
+    kwargs.update(overrides)
+    model = create_model(name, **kwargs)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise CheckpointError(
+            f"{path}: weights do not fit model {name!r} ({'; '.join(s.strip() for s in first[:3])})"
+        ) from None
+    return model, meta

@@ -1,0 +1,216 @@
+"""The ``deeper`` command: help, errors (one line, no traceback), and --json for every subcommand."""
+
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deeper.cli import build_parser, main
+from deeper.models import create_model, save_weights
+from tests.test_book import random_book_params
+
+COMMANDS = ["train", "eval", "predict", "misclassified", "convert-book-weights", "models", "datasets"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def last_json(stdout):
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def weights(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "w.safetensors"
+    save_weights(
+        create_model("deep-convnet"),
+        path,
+        {
+            "model": "deep-convnet",
+            "num_classes": 10,
+            "in_chans": 1,
+            "img_size": 28,
+            "classes": [str(i) for i in range(10)],
+        },
+    )
+    return path
+
+
+def test_every_command_is_registered():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert sorted(sub.choices) == sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_help(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: deeper {cmd}") and "--json" in out
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_unknown_option_fails_clearly(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--no-such-option"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    # commands with required arguments report those first; either way argparse names the problem
+    assert f"deeper {cmd}: error:" in err
+    assert "unrecognized arguments: --no-such-option" in err or "are required" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--model", "nope"], "unknown model 'nope'"),
+        (["train", "--data", "mnits"], "did you mean mnist"),
+        (["train", "--optimizer", "adamm", "--data", "digits"], "did you mean adam"),
+        (["train", "--data", "digits", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["train", "--resume", "no/such/run"], "not a run folder"),
+        (["eval", "--weights", "missing.safetensors"], "weights file not found"),
+        (["predict", "--weights", "missing.safetensors", "x.png"], "weights file not found"),
+        (["convert-book-weights", "x.pkl", "-o", "y.safetensors"], "--trust-pickle"),
+        (["datasets", "--data-dir", "no/such/dir"], "does not exist"),
+        (["train", "--data", "mnist", "--data-dir", "no/such/dir"], "does not exist"),
+    ],
+)
+def test_user_errors_are_one_line(argv, message, capsys):
+    code, out, err = run(capsys, *argv)
+    assert code == 1
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_eval_json_and_dtype(weights, capsys):
+    code, out, _ = run(capsys, "eval", "--weights", str(weights), "--data", "digits", "--json")
+    r32 = last_json(out)
+    assert code == 0 and r32["images"] == 360 and 0 <= r32["test_accuracy"] <= 1 and r32["seconds"] > 0
+    code, out, _ = run(
+        capsys, "eval", "--weights", str(weights), "--data", "digits", "--dtype", "float64", "--json"
+    )
+    assert last_json(out)["test_accuracy"] == r32["test_accuracy"] and last_json(out)["dtype"] == "float64"
+
+
+def test_eval_rejects_a_pickle_and_a_mismatched_dataset(weights, tmp_path, capsys):
+    pkl = tmp_path / "w.pkl"
+    pkl.write_bytes(pickle.dumps({"a": 1}))
+    code, _, err = run(capsys, "eval", "--weights", str(pkl), "--data", "digits")
+    assert code == 1 and "convert-book-weights" in err
+    code, _, err = run(capsys, "eval", "--weights", str(weights), "--data", "cifar10")
+    assert code == 1 and "expects 1-channel images but cifar10 has 3" in err
+    code, _, err = run(capsys, "eval", "--weights", str(weights), "--model", "mlp", "--data", "digits")
+    assert code == 1 and "holds weights for model 'deep-convnet'" in err
+
+
+def test_predict_prints_class_and_probabilities(weights, tmp_path, capsys):
+    img = np.full((64, 64), 255, np.uint8)
+    img[10:54, 30:36] = 0
+    Image.fromarray(img).save(tmp_path / "one.png")
+    Image.fromarray(255 - img).convert("RGB").save(tmp_path / "one.jpg")
+    code, out, _ = run(
+        capsys,
+        "predict",
+        "--weights",
+        str(weights),
+        str(tmp_path / "one.png"),
+        str(tmp_path / "one.jpg"),
+        "--json",
+    )
+    preds = last_json(out)["predictions"]
+    assert code == 0 and len(preds) == 2
+    for p in preds:
+        assert sum(p["probabilities"]) == pytest.approx(1.0, abs=1e-5) and p["label"] == int(
+            np.argmax(p["probabilities"])
+        )
+    assert preds[0]["label"] == preds[1]["label"]  # polarity does not matter
+    (tmp_path / "bad.png").write_text("nope")
+    code, _, err = run(capsys, "predict", "--weights", str(weights), str(tmp_path / "bad.png"))
+    assert code == 1 and "bad.png: not a readable image" in err
+
+
+def test_misclassified_gallery(weights, tmp_path, capsys):
+    out_png = tmp_path / "wrong.png"
+    code, out, _ = run(
+        capsys,
+        "misclassified",
+        "--weights",
+        str(weights),
+        "--data",
+        "digits",
+        "-o",
+        str(out_png),
+        "--max",
+        "20",
+        "--json",
+    )
+    r = last_json(out)
+    assert code == 0 and out_png.stat().st_size > 1000
+    assert r["misclassified"] == len(r["indices"]) and all(t != p for t, p in zip(r["true"], r["predicted"]))
+    assert r["test_accuracy"] == pytest.approx(1 - r["misclassified"] / 360)
+    code, _, err = run(capsys, "misclassified", "--weights", str(weights), "--data", "digits", "-o", "x.jpg")
+    assert code == 1 and ".png" in err
+
+
+def test_convert_book_weights(tmp_path, capsys):
+    pkl = tmp_path / "params.pkl"
+    pkl.write_bytes(pickle.dumps(random_book_params()))
+    out_file = tmp_path / "book.safetensors"
+    code, out, err = run(capsys, "convert-book-weights", str(pkl), "-o", str(out_file))
+    assert code == 1 and not out_file.exists()
+    code, out, _ = run(
+        capsys, "convert-book-weights", str(pkl), "--trust-pickle", "-o", str(out_file), "--json"
+    )
+    assert code == 0 and last_json(out)["params"] == 123_552 and out_file.is_file()
+    code, out, _ = run(capsys, "eval", "--weights", str(out_file), "--data", "digits", "--json")
+    assert code == 0 and last_json(out)["model"] == "deep-convnet"
+
+
+def test_models_and_datasets_json(capsys):
+    code, out, _ = run(capsys, "models", "--json")
+    models = {m["name"]: m for m in last_json(out)["models"]}
+    assert code == 0 and models["deep-convnet"]["params"] == 123_552
+    code, out, _ = run(capsys, "datasets", "--json")
+    data = {d["name"]: d for d in last_json(out)["datasets"]}
+    assert (
+        code == 0
+        and data["digits"]["location"].startswith("bundled")
+        and data["mnist"]["shape"] == [1, 28, 28]
+    )
+
+
+def test_train_json_reports_accuracy_and_seconds(tmp_path, capsys):
+    code, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "3",
+        "--no-tensorboard",
+        "--out",
+        str(tmp_path / "r"),
+        "--json",
+    )
+    r = last_json(out)
+    assert code == 0 and r["steps"] == 3 and 0 <= r["test_accuracy"] <= 1 and r["seconds"] > 0
+    assert "epoch" in err or "training" in err  # human text goes to stderr when --json owns stdout
+    code, _, err = run(capsys, "train", "--resume", str(tmp_path / "r"), "--lr", "0.1")
+    assert code == 1 and "cannot change --lr when resuming" in err
+
+
+def test_console_script_entry_point():
+    r = subprocess.run([sys.executable, "-m", "deeper", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("deeper ")
