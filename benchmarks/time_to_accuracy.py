@@ -29,18 +29,13 @@ from pathlib import Path
 import torch
 
 from deeper.data import DataSources, load_dataset
+from deeper.data.dataset import split_indices
 from deeper.data.files import read_content
 from deeper.data.mnist import MNIST_SOURCE
 from deeper.fileio import write_text_atomic
 from deeper.runtime import seed_everything
-from deeper.train import (
-    ClassificationTask,
-    LoopState,
-    TrainConfig,
-    build_run,
-    evaluate,
-    train_one_epoch,
-)
+from deeper.train import LoopState, TrainConfig, build_run, evaluate, train_one_epoch
+from deeper.train.run import default_val_size
 
 HERE = Path(__file__).resolve().parent
 
@@ -57,6 +52,8 @@ def torchvision_loader(root: Path, batch_size: int, seed: int):
             data = read_content(sources, "mnist", name, MNIST_SOURCE.content_md5[name], None)
             (raw / name).write_bytes(data)
     ds = datasets.MNIST(str(root), train=True, download=False, transform=transforms.ToTensor())
+    train_idx, _ = split_indices(len(ds), default_val_size(len(ds)))  # the very images deeper trains on
+    ds = torch.utils.data.Subset(ds, train_idx.tolist())
     g = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, generator=g)
 
@@ -70,7 +67,7 @@ def run_row(
         loader = torchvision_loader(tv_root, cfg.batch_size, cfg.seed)
     else:
         loader = run.train_loader
-    task = ClassificationTask()
+    task = run.task  # the recipe's loss (label smoothing included) for every row
     state = LoopState()
     stop = (lambda s: s.global_step >= max_steps) if max_steps else None
     per_epoch, time_to_target, epoch_to_target = [], None, None

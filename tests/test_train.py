@@ -10,7 +10,9 @@ from torch import nn
 from deeper.data import BatchLoader, ImageDataset
 from deeper.errors import ConfigError, DivergedError
 from deeper.train import (
+    Callback,
     ClassificationTask,
+    Interrupted,
     LoopState,
     TrainConfig,
     create_optimizer,
@@ -18,7 +20,6 @@ from deeper.train import (
     fit,
     train_one_epoch,
 )
-from deeper.train.loop import Interrupted
 
 TINY = dict(data="digits", tensorboard=False, progress=False)
 
@@ -217,3 +218,36 @@ def test_config_validation():
         TrainConfig(batch_size=0).resolved()
     cfg = TrainConfig(recipe="book", lr=0.01).resolved()
     assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs) == ("adam", 0.01, 100, 20)
+
+
+class CountingStop(Callback):
+    name = "counting"
+
+    def __init__(self, stop_after_epoch=None):
+        self.steps, self.stop_after_epoch = 0, stop_after_epoch
+
+    def on_step_end(self, run, state):
+        self.steps += 1
+
+    def on_epoch_end(self, run, state, row):
+        row["counted_steps"] = self.steps
+        if self.stop_after_epoch is not None and row["epoch"] >= self.stop_after_epoch:
+            return "enough"
+        return None
+
+    def state_dict(self):
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.steps = state.get("steps", 0)
+
+
+def test_callbacks_add_metrics_stop_the_run_and_survive_a_resume(tmp_path):
+    cb = CountingStop(stop_after_epoch=2)
+    result = fit(TrainConfig(**TINY, epochs=5, out=str(tmp_path / "a")), callbacks=[cb])
+    assert result["stopped"] == "enough" and result["epochs"] == 2
+    assert "counted_steps" in (tmp_path / "a" / "metrics.csv").read_text().splitlines()[0]
+    fit(TrainConfig(**TINY, epochs=2, max_steps=5, out=str(tmp_path / "b")), callbacks=[CountingStop()])
+    resumed = CountingStop()
+    fit(TrainConfig(**TINY, epochs=2, out=str(tmp_path / "b")), resume=True, callbacks=[resumed])
+    assert resumed.steps == cb.steps == 22  # 5 before the checkpoint, 17 after it

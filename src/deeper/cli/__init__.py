@@ -1,6 +1,7 @@
 """The ``deeper`` command: thin subcommands over the library.
 
-Each module in this package registers its subcommands with :func:`command`.
+Each module in this package registers its subcommands with :func:`command`;
+adding a module is enough to add commands.
 Errors the user can fix (:class:`~deeper.errors.DeeperError`, missing or
 unwritable files) are printed as one line, never as a traceback.  With
 ``--json`` a command prints one JSON object as the last line of stdout and
@@ -76,8 +77,17 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _load_command_modules() -> None:
+    """Import every module of this package: each registers its subcommands with :func:`command`."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from deeper.cli import catalog, inference, train  # noqa: F401  (register the commands)
+    _load_command_modules()
 
     parser = argparse.ArgumentParser(
         prog="deeper",

@@ -9,6 +9,17 @@ import torch
 from deeper.errors import ConfigError, DataError
 
 
+def split_indices(n: int, val_size: int | float, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted ``(train, val)`` index tensors splitting ``range(n)``; see :meth:`ImageDataset.split`."""
+    k = int(round(val_size * n)) if isinstance(val_size, float) and 0 < val_size < 1 else int(val_size)
+    if k < 0 or k >= n:
+        raise ConfigError(
+            f"validation size {val_size} must leave some of the {n} training images for training"
+        )
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[k:].sort().values, perm[:k].sort().values
+
+
 @dataclass(frozen=True)
 class ImageDataset:
     """``images``: uint8 ``(N, C, H, W)``; ``labels``: int64 ``(N,)`` in ``[0, len(classes))``.

@@ -1,0 +1,65 @@
+"""Callbacks: optional behaviour that hooks into ``fit`` without touching the loop.
+
+A callback sees the :class:`~deeper.train.run.Run` and the
+:class:`~deeper.train.loop.LoopState` at fixed points.  ``on_step_end`` and
+``on_epoch_end`` may return a string: the reason to stop the run there.
+``on_epoch_end`` may also add entries to the epoch's metrics row.  Whatever a
+callback must remember across a resume goes in ``state_dict`` (plain values and
+tensors only: it is saved in the ``weights_only`` checkpoint).
+
+Options of ``TrainConfig`` turn callbacks on through factories registered with
+:func:`register_callback`: ``fit`` calls each factory with the resolved config,
+and keeps the callbacks that are not ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deeper.train.config import TrainConfig
+    from deeper.train.loop import LoopState
+    from deeper.train.run import Run
+
+
+class Callback:
+    #: key of this callback's state in checkpoints (unique within a run)
+    name: str = "callback"
+
+    def on_fit_start(self, run: Run, state: LoopState) -> None:
+        pass
+
+    def on_step_end(self, run: Run, state: LoopState) -> str | None:
+        return None
+
+    def on_epoch_end(self, run: Run, state: LoopState, row: dict) -> str | None:
+        return None
+
+    def on_fit_end(self, run: Run, state: LoopState) -> None:
+        """Called after the last epoch, before the final test evaluation and the saving of weights."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+CallbackFactory = Callable[["TrainConfig"], Callback | None]
+_FACTORIES: list[CallbackFactory] = []
+
+
+def register_callback(factory: CallbackFactory) -> CallbackFactory:
+    """Register ``factory(cfg) -> Callback | None``; ``fit`` uses the callbacks it returns."""
+    _FACTORIES.append(factory)
+    return factory
+
+
+def callbacks_for(cfg: TrainConfig) -> list[Callback]:
+    out = [cb for f in _FACTORIES if (cb := f(cfg)) is not None]
+    names = [cb.name for cb in out]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(f"two callbacks share the checkpoint name(s) {sorted(dup)}")
+    return out

@@ -1,0 +1,216 @@
+"""``fit``: a whole training run from a :class:`TrainConfig`, resumable bit for bit.
+
+A resumed run restores the weights, optimizer and schedule state, the RNG, the
+position inside the epoch, the epoch's metric sums and every callback's state,
+so N steps + checkpoint + new process + N steps equals 2N steps straight.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from deeper.errors import ConfigError, DeeperError
+from deeper.fileio import write_text_atomic
+from deeper.models import count_parameters, save_weights
+from deeper.runtime import notice, rng_state, set_rng_state
+from deeper.train.callbacks import Callback, callbacks_for
+from deeper.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from deeper.train.config import TrainConfig
+from deeper.train.loop import LoopState, evaluate, train_one_epoch
+from deeper.train.run import Run, build_run, default_run_dir
+
+
+class Interrupted(DeeperError):
+    """Training was interrupted (Ctrl-C); a checkpoint was saved."""
+
+    exit_code = 130
+
+
+def fit(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    callbacks: list[Callback] | None = None,
+    log: Callable[[str], None] = notice,
+) -> dict:
+    """Train as ``cfg`` says; return the summary also written to ``result.json``.
+
+    With ``resume=True``, ``cfg.out`` must be an existing run folder: training
+    continues from its latest checkpoint.  ``callbacks`` are added to those the
+    configuration turns on.
+    """
+    cfg = cfg.resolved()
+    run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    if resume:
+        ckpt_path = latest_checkpoint(run_dir)
+    elif (run_dir / "checkpoints" / "latest").exists():
+        raise ConfigError(
+            f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out"
+        )
+    started = time.perf_counter()
+    run = build_run(cfg)
+    cbs = callbacks_for(cfg) + list(callbacks or [])
+    state = LoopState()
+    for cb in cbs:
+        cb.on_fit_start(run, state)
+    if resume:
+        state = _restore(run, cbs, ckpt_path)
+        log(
+            f"resuming {run_dir} at step {state.global_step} (epoch {state.epoch + 1}, batch {state.step_in_epoch})"
+        )
+
+    from deeper.train.logger import RunLogger
+
+    logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, purge_step=state.global_step if resume else None)
+    logger.write_config(cfg.to_dict())
+    n_params = count_parameters(run.model)
+    n_val = len(run.val_loader.dataset) if run.val_loader else 0
+    log(
+        f"training {cfg.model} ({n_params:,} parameters) on {cfg.data} "
+        f"({len(run.train_loader.dataset):,} train / {n_val:,} val) on {run.device}, recipe {cfg.recipe}: "
+        f"{cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size}, {cfg.epochs} epochs, schedule {cfg.schedule} "
+        f"-> {run_dir}"
+    )
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            run_dir,
+            state.global_step,
+            run.model.state_dict(),
+            {
+                "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+                "rng": rng_state(),
+                "loop": state.to_dict(),
+                "callbacks": {cb.name: cb.state_dict() for cb in cbs},
+                "config": cfg.to_dict(),
+            },
+        )
+
+    stop: list[str] = []
+
+    def on_step(s: LoopState) -> bool:
+        if s.global_step % 50 == 0:
+            logger.scalar(
+                "loss/train_step", s.epoch_sums.get("loss", 0.0) / max(1, s.epoch_count), s.global_step
+            )
+        if cfg.checkpoint_every and s.global_step % cfg.checkpoint_every == 0:
+            checkpoint()
+        for cb in cbs:
+            if reason := cb.on_step_end(run, s):
+                stop.append(reason)
+        if cfg.max_steps is not None and s.global_step >= cfg.max_steps:
+            stop.append(f"max-steps {cfg.max_steps}")
+        return bool(stop)
+
+    try:
+        while state.epoch < cfg.epochs and not stop:
+            if cfg.max_steps is not None and state.global_step >= cfg.max_steps:
+                stop.append(f"max-steps {cfg.max_steps}")
+                break
+            run.train_loader.set_epoch(state.epoch, skip_batches=state.step_in_epoch)
+            t0, s0 = state.train_seconds, state.train_samples
+            train_metrics = train_one_epoch(
+                run.model, run.task, run.train_loader, updater=run.updater, state=state, on_step=on_step,
+                progress=cfg.progress, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+            )  # fmt: skip
+            if state.step_in_epoch < len(run.train_loader):  # stopped inside the epoch
+                checkpoint()
+                break
+            row = {"epoch": state.epoch + 1, "step": state.global_step}
+            row.update({f"train_{k}": v for k, v in train_metrics.items()})
+            if run.val_loader is not None:
+                row.update(
+                    {f"val_{k}": v for k, v in evaluate(run.final_model, run.task, run.val_loader).items()}
+                )
+            dt, dn = state.train_seconds - t0, state.train_samples - s0
+            row.update(
+                lr=run.optimizer.param_groups[0]["lr"],
+                epoch_seconds=dt,
+                img_per_s=dn / dt if dt else math.nan,
+            )
+            for cb in cbs:
+                if reason := cb.on_epoch_end(run, state, row):
+                    stop.append(reason)
+            state.history.append(row)
+            state.epoch, state.step_in_epoch, state.epoch_sums, state.epoch_count = state.epoch + 1, 0, {}, 0
+            logger.epoch(state.history, state.global_step)
+            log(_epoch_line(row, cfg.epochs))
+            checkpoint()
+    except KeyboardInterrupt:
+        checkpoint()
+        logger.close()
+        raise Interrupted(
+            f"interrupted at step {state.global_step}; checkpoint saved. Resume with: deeper train --resume {run_dir}"
+        ) from None
+    except BaseException:
+        logger.close()
+        raise
+
+    for cb in cbs:
+        cb.on_fit_end(run, state)
+    return _finish(run, state, run_dir, logger, stop[0] if stop else "completed", n_params, started)
+
+
+def _restore(run: Run, cbs: list[Callback], path: Path) -> LoopState:
+    model_state, saved = load_checkpoint(path)
+    run.model.load_state_dict(model_state)
+    run.optimizer.load_state_dict(saved["optimizer"])
+    if run.scheduler is not None and saved.get("scheduler") is not None:
+        run.scheduler.load_state_dict(saved["scheduler"])
+    for cb in cbs:
+        cb.load_state_dict(saved.get("callbacks", {}).get(cb.name, {}))
+    set_rng_state(saved["rng"])
+    return LoopState(**saved["loop"])
+
+
+def _finish(
+    run: Run, state: LoopState, run_dir: Path, logger, stopped: str, n_params: int, started: float
+) -> dict:
+    cfg = run.cfg
+    model = run.final_model
+    test_metrics = evaluate(model, run.task, run.test_loader)
+    weights = save_weights(
+        model, run_dir / "model.safetensors", {**run.metadata, "test_accuracy": test_metrics.get("accuracy")}
+    )
+    if state.history:
+        from deeper.analysis.plots import plot_curves
+
+        plot_curves(
+            state.history, run_dir / "curves.png", title=f"{cfg.model} on {cfg.data} ({cfg.recipe} recipe)"
+        )
+    logger.close()
+    last = state.history[-1] if state.history else {}
+    result = {
+        "model": cfg.model,
+        "data": cfg.data,
+        "recipe": cfg.recipe,
+        "test_accuracy": test_metrics.get("accuracy"),
+        "test_loss": test_metrics.get("loss"),
+        "val_accuracy": last.get("val_accuracy"),
+        "epochs": state.epoch,
+        "steps": state.global_step,
+        "stopped": stopped,
+        "train_seconds": state.train_seconds,
+        "img_per_s": state.train_samples / state.train_seconds if state.train_seconds > 0 else None,
+        "seconds": time.perf_counter() - started,
+        "params": n_params,
+        "device": str(run.device),
+        "run_dir": str(run_dir),
+        "weights": str(weights),
+    }
+    write_text_atomic(run_dir / "result.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _epoch_line(row: dict, epochs: int) -> str:
+    parts = [f"epoch {row['epoch']}/{epochs}"]
+    parts.append(f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}")
+    if "val_accuracy" in row:
+        parts.append(f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}")
+    parts.append(f"{row['epoch_seconds']:.1f} s ({row['img_per_s']:,.0f} img/s)")
+    return " | ".join(parts)
