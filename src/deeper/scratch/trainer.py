@@ -1,0 +1,543 @@
+"""Training and evaluation with the scratch engine, in the torch engine's run folders.
+
+``deeper train --engine numpy`` (or ``cupy``) ends up in :func:`fit_scratch`,
+which does what :func:`deeper.train.fit` does, with a scratch network in place of
+the torch model: the same datasets, validation split and batch order
+(:class:`deeper.data.BatchLoader` on the CPU, converted batch by batch), the same
+run folder (``config.yaml`` recording the engine, ``metrics.csv``, TensorBoard,
+``curves.png``, ``result.json``), the same resumable checkpoints (weights as
+tensors in safetensors, the rest ``weights_only``-loadable), weights saved with
+the same metadata (plus ``engine`` and ``dtype``), and the same result keys.
+
+Learning-rate schedules are deeper's own (``--schedule``): they drive a
+one-parameter torch optimizer whose learning rate (and momentum / Adam's
+beta1, which one-cycle also varies) is copied into the scratch optimizer after
+every step, so a schedule means exactly the same in both engines.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from deeper.data import BatchLoader, get_dataset_spec, load_dataset
+from deeper.errors import ConfigError, DivergedError
+from deeper.fileio import write_text_atomic
+from deeper.runtime import notice
+from deeper.scratch.backend import array_module, get_xp, parse_dtype, to_numpy
+from deeper.scratch.functions import cross_entropy
+from deeper.scratch.nets import Sequential, create_net
+from deeper.scratch.optim import Optimizer, create_optimizer
+from deeper.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from deeper.train.config import TrainConfig
+from deeper.train.loop import LoopState
+
+ENGINES = ("numpy", "cupy")
+TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float32}
+#: callbacks (by checkpoint name) that work with the scratch engine: they only read the schedule
+SUPPORTED_CALLBACKS = {"plateau"}
+#: options of the torch engine the scratch engine does not implement, with their "off" values
+UNSUPPORTED = {
+    "amp": ("off",),
+    "compile": (False,),
+    "nproc": (1,),
+    "augment": (None, "none"),
+    "mixup": (None, 0, 0.0),
+    "cutmix": (None, 0, 0.0),
+    "input_noise": (None, 0, 0.0),
+    "weight_noise": (None, 0, 0.0),
+    "clip_grad": (None,),
+    "early_stop": (None,),
+    "restore_best": (None, False),
+    "ensemble": (1,),
+    "bootstrap": (False,),
+    "folds": (None,),
+    "init_from": (None,),
+    "freeze": ("none", None),
+}
+
+
+# ---- one step ----------------------------------------------------------------------------------
+
+
+def train_step(net: Sequential, optimizer: Optimizer, x, t, *, where: str = "") -> tuple[float, int]:
+    """Forward, loss, backward and update on one batch: ``(loss, number of correct predictions)``.
+
+    A non-finite loss raises :class:`DivergedError` before the weights are touched.
+    """
+    loss = net.loss(x, t)
+    if not math.isfinite(loss):
+        raise DivergedError(
+            f"the loss became {loss}{' at ' + where if where else ''}; "
+            "try a lower learning rate (or float32 instead of float16)"
+        )
+    net.backward()
+    optimizer.update(net.params, net.grads)
+    t = net.loss_layer.t.argmax(axis=1) if getattr(t, "ndim", 1) > 1 else net.xp.asarray(t)
+    return loss, int((net.logits.argmax(axis=1) == t).sum())
+
+
+def evaluate_net(net: Sequential, loader: BatchLoader, *, chunk: int = 250, progress: bool = False) -> dict:
+    """``{"loss", "accuracy"}`` of ``net`` in evaluation mode over ``loader``.
+
+    Batches are cut into chunks of ``chunk`` images: the scratch engine's column
+    matrices grow with the batch, and the chunk size does not change the result.
+    """
+    was = net.training
+    net.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    try:
+        for x, y in tqdm(
+            loader, desc="eval", unit="batch", disable=not progress, leave=False, file=sys.stderr
+        ):
+            x, y = net.asarray(x.numpy()), net.xp.asarray(y.numpy())
+            for i in range(0, len(x), chunk):
+                logits = net.forward(x[i : i + chunk])
+                yt = y[i : i + chunk]
+                loss_sum += float(cross_entropy(logits, yt)) * len(yt)
+                correct += int((logits.argmax(axis=1) == yt).sum())
+                count += len(yt)
+    finally:
+        net.train(was)
+    return {"loss": loss_sum / count, "accuracy": correct / count} if count else {}
+
+
+# ---- schedules ---------------------------------------------------------------------------------
+
+
+class ScheduleDriver:
+    """Runs deeper's torch schedule on a stand-in torch optimizer and copies its values to ``optimizer``."""
+
+    def __init__(self, cfg: TrainConfig, optimizer: Optimizer, total_steps: int, steps_per_epoch: int):
+        from deeper.train.schedule import create_schedule
+
+        self.optimizer = optimizer
+        dummy = torch.zeros(1, requires_grad=True)
+        if hasattr(optimizer, "beta1"):
+            self.proxy = torch.optim.Adam([dummy], lr=optimizer.lr, betas=(optimizer.beta1, optimizer.beta2))
+        elif getattr(optimizer, "momentum", 0) > 0:
+            self.proxy = torch.optim.SGD([dummy], lr=optimizer.lr, momentum=optimizer.momentum)
+        else:
+            self.proxy = torch.optim.SGD([dummy], lr=optimizer.lr)
+        self.scheduler = create_schedule(
+            cfg.schedule, self.proxy, total_steps, steps_per_epoch=steps_per_epoch,
+            warmup_steps=round((cfg.warmup or 0) * steps_per_epoch), **cfg.schedule_kwargs,
+        )  # fmt: skip
+        self.sync()
+
+    def sync(self) -> None:
+        group = self.proxy.param_groups[0]
+        self.optimizer.lr = float(group["lr"])
+        if "betas" in group and hasattr(self.optimizer, "beta1"):
+            self.optimizer.beta1 = float(group["betas"][0])
+        elif "momentum" in group and hasattr(self.optimizer, "momentum") and group["momentum"] > 0:
+            self.optimizer.momentum = float(group["momentum"])
+
+    def step(self) -> None:
+        if self.scheduler is not None:
+            self.proxy.step()  # no gradient, so nothing changes; keeps torch's step-order check quiet
+            self.scheduler.step()
+            self.sync()
+
+    def state_dict(self) -> dict:
+        return {
+            "proxy": self.proxy.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.proxy.load_state_dict(state["proxy"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.sync()
+
+
+# ---- checkpoints -------------------------------------------------------------------------------
+
+
+def _to_torch(tree):
+    """Arrays (NumPy or CuPy) inside dicts/lists as CPU tensors; other values unchanged."""
+    if isinstance(tree, dict):
+        return {k: _to_torch(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return [_to_torch(v) for v in tree]
+    if hasattr(tree, "shape") and hasattr(tree, "dtype") and not isinstance(tree, torch.Tensor):
+        return torch.from_numpy(np.array(to_numpy(tree), copy=True))
+    return tree
+
+
+def _from_torch(tree):
+    if isinstance(tree, dict):
+        return {k: _from_torch(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_from_torch(v) for v in tree]
+    if isinstance(tree, torch.Tensor):
+        return tree.numpy()
+    return tree
+
+
+def net_state_tensors(net: Sequential) -> dict[str, torch.Tensor]:
+    """The network's state dict as CPU tensors (PyTorch names, no transposes)."""
+    return {k: torch.from_numpy(np.array(to_numpy(v), copy=True)) for k, v in net.state_dict().items()}
+
+
+# ---- the run -----------------------------------------------------------------------------------
+
+
+class ScratchRun:
+    """What :func:`fit_scratch` assembles (the scratch counterpart of :class:`deeper.train.Run`)."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.xp = array_module(cfg.engine)
+        self.dtype = parse_dtype(cfg.dtype or "float32")
+        spec = get_dataset_spec(cfg.data)
+        train_full = load_dataset(cfg.data, "train", data_dir=cfg.data_dir)
+        test = load_dataset(cfg.data, "test", data_dir=cfg.data_dir)
+        from deeper.train.run import default_val_size
+
+        val_size = default_val_size(len(train_full)) if cfg.val_size is None else cfg.val_size
+        train, val = train_full.split(val_size, seed=0) if val_size else (train_full, None)
+        if cfg.subset is not None:
+            train = train.subset(slice(0, cfg.subset))
+        tdtype = TORCH_DTYPES[self.dtype.name]
+        self.train_loader = BatchLoader(train, cfg.batch_size, shuffle=True, seed=cfg.seed, dtype=tdtype)
+        self.val_loader = BatchLoader(val, cfg.eval_batch_size, dtype=tdtype) if val is not None else None
+        self.test_loader = BatchLoader(test, cfg.eval_batch_size, dtype=tdtype)
+        c, h, w = spec.image_shape
+        kwargs = dict(cfg.model_kwargs)
+        kwargs.update({k: v for k in ("dropout", "norm") if (v := getattr(cfg, k, None)) is not None})
+        if h == w:
+            kwargs.setdefault("img_size", h)
+        self.net = create_net(
+            cfg.model,
+            num_classes=spec.num_classes,
+            in_chans=c,
+            dtype=self.dtype,
+            xp=self.xp,
+            seed=cfg.seed,
+            **kwargs,
+        )
+        self.net.loss_layer.label_smoothing = cfg.label_smoothing or 0.0
+        self.optimizer = create_optimizer(
+            cfg.optimizer,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay or 0.0,
+            **getattr(cfg, "optimizer_kwargs", {}),
+        )
+        self.total_steps = cfg.epochs * len(self.train_loader)
+        self.schedule = ScheduleDriver(cfg, self.optimizer, self.total_steps, len(self.train_loader))
+        self.scheduler = self.schedule.scheduler  # what schedule callbacks (plateau) look at
+        extra = {k: v for k, v in kwargs.items() if k != "img_size"}
+        self.metadata = {
+            "model": cfg.model,
+            "num_classes": spec.num_classes,
+            "in_chans": c,
+            "dataset": cfg.data,
+            "classes": list(spec.classes),
+            **({"img_size": kwargs["img_size"]} if "img_size" in kwargs else {}),
+            **({"model_kwargs": extra} if extra else {}),
+            "engine": cfg.engine,
+            "dtype": self.dtype.name,
+        }
+
+    @property
+    def device(self) -> str:
+        return "cuda (cupy)" if self.xp is not np else "cpu (numpy)"
+
+
+def _check_supported(cfg: TrainConfig) -> None:
+    if cfg.engine not in ENGINES:
+        raise ConfigError(f"fit_scratch runs --engine {' or '.join(ENGINES)}, not {cfg.engine!r}")
+    if cfg.engine == "numpy" and cfg.device not in ("auto", "cpu"):
+        raise ConfigError(
+            f"--engine numpy runs on the CPU; for --device {cfg.device} use --engine cupy (or torch)"
+        )
+    for name, off in UNSUPPORTED.items():
+        if hasattr(cfg, name) and getattr(cfg, name) not in off:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} is not available with --engine {cfg.engine}; use --engine torch")
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    from deeper.train.run import default_run_dir as torch_default
+
+    path = torch_default(cfg)
+    return path.with_name(f"{path.name}-{cfg.engine}")
+
+
+def fit_scratch(cfg: TrainConfig, *, resume: bool = False, log=notice) -> dict:
+    """Train ``cfg`` with the scratch engine; the result has the keys of :func:`deeper.train.fit`'s."""
+    cfg = cfg.resolved()
+    _check_supported(cfg)
+    array_module(cfg.engine)  # CuPy/GPU missing: one line, before any data is loaded
+    run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    if resume:
+        ckpt_path = latest_checkpoint(run_dir)
+    elif (run_dir / "checkpoints" / "latest").exists():
+        raise ConfigError(
+            f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out"
+        )
+    started = time.perf_counter()
+    run = ScratchRun(cfg)
+    from deeper.train.callbacks import callbacks_for
+
+    cbs = callbacks_for(cfg)
+    for cb in cbs:
+        if cb.name not in SUPPORTED_CALLBACKS:
+            raise ConfigError(
+                f"the option that turns on {cb.name!r} is not available with --engine {cfg.engine}"
+            )
+    state = LoopState()
+    for cb in cbs:
+        cb.on_fit_start(run, state)
+    if resume:
+        state = _restore(run, cbs, ckpt_path)
+        log(
+            f"resuming {run_dir} at step {state.global_step} (epoch {state.epoch + 1}, batch {state.step_in_epoch})"
+        )
+
+    from deeper.train.logger import RunLogger
+
+    logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, purge_step=state.global_step if resume else None)
+    logger.write_config(cfg.to_dict())
+    net = run.net
+    n_val = len(run.val_loader.dataset) if run.val_loader else 0
+    log(
+        f"training {cfg.model} ({net.num_params():,} parameters) on {cfg.data} "
+        f"({len(run.train_loader.dataset):,} train / {n_val:,} val) with the {cfg.engine} engine in "
+        f"{run.dtype.name}, recipe {cfg.recipe}: {cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size}, "
+        f"{cfg.epochs} epochs, schedule {cfg.schedule} -> {run_dir}"
+    )
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            run_dir,
+            state.global_step,
+            net_state_tensors(net),
+            {
+                "engine": cfg.engine,
+                "optimizer": _to_torch(run.optimizer.state_dict()),
+                "scheduler": run.schedule.state_dict(),
+                "rng": {"numpy": net.rng.bit_generator.state},
+                "loop": state.to_dict(),
+                "callbacks": {cb.name: cb.state_dict() for cb in cbs},
+                "config": cfg.to_dict(),
+            },
+        )
+
+    stop: list[str] = []
+    try:
+        while state.epoch < cfg.epochs and not stop:
+            if cfg.max_steps is not None and state.global_step >= cfg.max_steps:
+                stop.append(f"max-steps {cfg.max_steps}")
+                break
+            run.train_loader.set_epoch(state.epoch, skip_batches=state.step_in_epoch)
+            t0, s0 = state.train_seconds, state.train_samples
+            train_metrics = _train_epoch(run, state, logger, checkpoint, stop)
+            if state.step_in_epoch < len(run.train_loader):  # stopped inside the epoch
+                checkpoint()
+                break
+            row = {"epoch": state.epoch + 1, "step": state.global_step}
+            row.update({f"train_{k}": v for k, v in train_metrics.items()})
+            if run.val_loader is not None:
+                row.update({f"val_{k}": v for k, v in evaluate_net(net, run.val_loader).items()})
+            dt, dn = state.train_seconds - t0, state.train_samples - s0
+            row.update(lr=run.optimizer.lr, epoch_seconds=dt, img_per_s=dn / dt if dt else math.nan)
+            for cb in cbs:
+                if reason := cb.on_epoch_end(run, state, row):
+                    stop.append(reason)
+            run.schedule.sync()  # a callback may have changed the schedule (plateau)
+            state.history.append(row)
+            state.epoch, state.step_in_epoch, state.epoch_sums, state.epoch_count = state.epoch + 1, 0, {}, 0
+            logger.epoch(state.history, state.global_step)
+            from deeper.train.fit import _epoch_line
+
+            log(_epoch_line(row, cfg.epochs))
+            checkpoint()
+    except KeyboardInterrupt:
+        checkpoint()
+        logger.close()
+        from deeper.train.fit import Interrupted
+
+        raise Interrupted(
+            f"interrupted at step {state.global_step}; checkpoint saved. Resume with: deeper train --resume {run_dir}"
+        ) from None
+    except BaseException:
+        logger.close()
+        raise
+    for cb in cbs:
+        cb.on_fit_end(run, state)
+    return _finish(run, state, run_dir, logger, stop[0] if stop else "completed", started)
+
+
+def _train_epoch(run: ScratchRun, state: LoopState, logger, checkpoint, stop: list[str]) -> dict:
+    cfg, net = run.cfg, run.net
+    net.train()
+    sums = dict(state.epoch_sums) or {"loss": 0.0, "correct": 0.0}
+    count = state.epoch_count
+    progress = sys.stderr.isatty() if cfg.progress is None else cfg.progress
+    bar = tqdm(
+        total=len(run.train_loader), initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+        unit="batch", disable=not progress, leave=False, dynamic_ncols=True, file=sys.stderr,
+    )  # fmt: skip
+    start = time.perf_counter()
+    try:
+        for x, y in run.train_loader:
+            where = f"step {state.global_step + 1} (epoch {state.epoch + 1}, batch {state.step_in_epoch + 1})"
+            loss, correct = train_step(net, run.optimizer, x.numpy(), y.numpy(), where=where)
+            run.schedule.step()
+            n = len(y)
+            sums["loss"] += loss * n
+            sums["correct"] += correct
+            count += n
+            state.global_step += 1
+            state.step_in_epoch += 1
+            state.train_samples += n
+            bar.update(1)
+            if state.step_in_epoch % 25 == 0:
+                bar.set_postfix(loss=sums["loss"] / count, accuracy=sums["correct"] / count, refresh=False)
+            if state.global_step % 50 == 0:
+                logger.scalar("loss/train_step", sums["loss"] / count, state.global_step)
+            if cfg.checkpoint_every and state.global_step % cfg.checkpoint_every == 0:
+                state.epoch_sums, state.epoch_count = dict(sums), count
+                checkpoint()
+            if cfg.max_steps is not None and state.global_step >= cfg.max_steps:
+                stop.append(f"max-steps {cfg.max_steps}")
+                break
+    finally:
+        state.train_seconds += time.perf_counter() - start
+        state.epoch_sums, state.epoch_count = dict(sums), count
+        bar.close()
+    return {"loss": sums["loss"] / count, "accuracy": sums["correct"] / count} if count else {}
+
+
+def _restore(run: ScratchRun, cbs, path: Path) -> LoopState:
+    model_state, saved = load_checkpoint(path)
+    engine = saved.get("engine", "torch")
+    if engine not in ENGINES:
+        raise ConfigError(f"{path} was written by the {engine} engine; resume it with --engine {engine}")
+    run.net.load_state_dict(model_state, source=str(path))
+    run.optimizer.load_state_dict(_from_torch(saved["optimizer"]), xp=run.xp)
+    run.schedule.load_state_dict(saved["scheduler"])
+    for cb in cbs:
+        cb.load_state_dict(saved.get("callbacks", {}).get(cb.name, {}))
+    run.net.rng.bit_generator.state = saved["rng"]["numpy"]
+    return LoopState(**saved["loop"])
+
+
+def _finish(run: ScratchRun, state: LoopState, run_dir: Path, logger, stopped: str, started: float) -> dict:
+    from deeper.models import save_weights
+
+    cfg = run.cfg
+    test = evaluate_net(run.net, run.test_loader)
+    weights = save_weights(
+        net_state_tensors(run.net),
+        run_dir / "model.safetensors",
+        {**run.metadata, "test_accuracy": test.get("accuracy")},
+    )
+    if state.history:
+        from deeper.analysis.plots import plot_curves
+
+        plot_curves(
+            state.history, run_dir / "curves.png",
+            title=f"{cfg.model} on {cfg.data} ({cfg.recipe} recipe, {cfg.engine} engine, {run.dtype.name})",
+        )  # fmt: skip
+    logger.close()
+    last = state.history[-1] if state.history else {}
+    result = {
+        "model": cfg.model,
+        "data": cfg.data,
+        "recipe": cfg.recipe,
+        "test_accuracy": test.get("accuracy"),
+        "test_loss": test.get("loss"),
+        "val_accuracy": last.get("val_accuracy"),
+        "epochs": state.epoch,
+        "steps": state.global_step,
+        "stopped": stopped,
+        "train_seconds": state.train_seconds,
+        "img_per_s": state.train_samples / state.train_seconds if state.train_seconds > 0 else None,
+        "seconds": time.perf_counter() - started,
+        "params": run.net.num_params(),
+        "device": run.device,
+        "world_size": 1,
+        "amp": "off",
+        "engine": cfg.engine,
+        "dtype": run.dtype.name,
+        "run_dir": str(run_dir),
+        "weights": str(weights),
+    }
+    write_text_atomic(run_dir / "result.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+# ---- trained weights ---------------------------------------------------------------------------
+
+
+def net_from_weights(path, name: str | None = None, *, dtype="float32", engine: str = "numpy", **overrides):
+    """``(network, metadata)`` rebuilt from a deeper weights file (written by either engine)."""
+    from deeper.errors import CheckpointError
+    from deeper.models.weights import load_weights, meta_int
+
+    state, meta = load_weights(path)
+    recorded = meta.get("model")
+    if name is None:
+        if recorded is None:
+            raise ConfigError(f"{path}: no model name in the file's metadata; pass --model")
+        name = recorded
+    elif recorded is not None and recorded != name:
+        raise ConfigError(f"{path} holds weights for model {recorded!r}, not {name!r}")
+    kwargs = {"num_classes": meta_int(meta, "num_classes") or 10, "in_chans": meta_int(meta, "in_chans") or 1}
+    if (img := meta_int(meta, "img_size")) is not None:
+        kwargs["img_size"] = img
+    if "model_kwargs" in meta:
+        try:
+            kwargs.update(json.loads(meta["model_kwargs"]))
+        except (ValueError, TypeError):
+            raise CheckpointError(f"{path}: unreadable model_kwargs in the file's metadata") from None
+    kwargs.update(overrides)
+    net = create_net(name, dtype=dtype, xp=array_module(engine), **kwargs)
+    net.load_state_dict(state, source=str(path))
+    return net.eval(), meta
+
+
+def evaluate_weights_scratch(
+    weights,
+    data: str,
+    *,
+    model: str | None = None,
+    dtype: str = "float32",
+    split: str = "test",
+    batch_size: int = 1000,
+    data_dir: str | None = None,
+    engine: str = "numpy",
+) -> dict:
+    """What :func:`deeper.inference.evaluate_weights` returns, computed by the scratch engine."""
+    from deeper.inference import check_compatible
+
+    net, meta = net_from_weights(weights, model, dtype=dtype, engine=engine)
+    check_compatible(meta, data, weights)
+    ds = load_dataset(data, split, data_dir=data_dir)
+    tdtype = TORCH_DTYPES[parse_dtype(dtype).name]
+    start = time.perf_counter()
+    metrics = evaluate_net(net, BatchLoader(ds, batch_size, dtype=tdtype))
+    return {
+        "model": meta.get("model", model),
+        "weights": str(weights),
+        "data": data,
+        "split": split,
+        "dtype": dtype,
+        "images": len(ds),
+        "test_accuracy" if split == "test" else f"{split}_accuracy": metrics["accuracy"],
+        "loss": metrics["loss"],
+        "seconds": time.perf_counter() - start,
+        "device": "cuda (cupy)" if get_xp(next(iter(net.params.values()))) is not np else "cpu (numpy)",
+        "engine": engine,
+    }
