@@ -1,0 +1,51 @@
+"""Helpers shared by the speed benchmarks: the machine line and the JSON result file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from deeper.fileio import write_text_atomic
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads{gpu}"
+
+
+def save(name: str, result: dict, output: str | None = None) -> Path:
+    path = Path(output) if output else RESULTS / f"{name}.json"
+    result = {"benchmark": name, "machine": machine(), "torch": torch.__version__, **result}
+    write_text_atomic(path, json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """``rows`` (dicts with the same keys) as a Markdown table, ready for the README."""
+    if not rows:
+        return "(no rows)"
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"machine: {machine()}, torch {torch.__version__}")
+    print(markdown_table(rows), flush=True)

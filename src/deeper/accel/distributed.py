@@ -1,0 +1,228 @@
+"""Data-parallel training on ``torch.distributed`` (DDP), launched with torchrun.
+
+A process started by torchrun finds ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and
+the rendezvous address in its environment; :func:`init_distributed` joins the
+process group from them (gloo on the CPU, NCCL on GPUs).  The training run then
+
+- shards every epoch across ranks (``BatchLoader(rank=, world_size=)``, the
+  in-memory equivalent of ``DistributedSampler``), with ``--batch-size`` the
+  *global* batch, so the number of steps and the schedule match one process;
+- wraps the model in :class:`~torch.nn.parallel.DistributedDataParallel`, which
+  averages the gradients (all-reduce) in every backward pass;
+- sums the training metrics over ranks (:func:`all_reduce_sums`) before they are
+  reported; evaluation runs on every (identical) replica, so every rank takes
+  the same early-stopping decisions;
+- logs, checkpoints and writes files on rank 0 only.
+
+``deeper train --nproc N`` (:func:`launch`) re-launches itself under
+``torch.distributed.run`` (torchrun); with ``--max-restarts R`` torchrun restarts
+all workers after a failure and they resume from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from deeper.errors import ConfigError, DeeperError
+from deeper.runtime import notice, resolve_device
+from deeper.train.callbacks import Callback, register_callback
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """This process's place in the process group."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_world_size() -> int:
+    """``WORLD_SIZE`` set by torchrun (1 when not launched by it)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise ConfigError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number") from None
+
+
+def init_distributed(device_spec: str = "auto") -> DistEnv | None:
+    """Join the process group torchrun describes in the environment; ``None`` for a single process.
+
+    Idempotent: a second call returns the same description.  The device of a
+    rank is ``cuda:LOCAL_RANK`` when CUDA is requested (or ``auto`` finds it),
+    else the CPU.
+    """
+    world = launched_world_size()
+    if world <= 1 and not dist.is_initialized():
+        return None
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_spec)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        # The rendezvous store outlives a torchrun restart: keys under a per-attempt prefix, so
+        # a restarted rank never reads the address a killed process published.
+        store, rank, size = next(dist.rendezvous("env://"))
+        store = dist.PrefixStore(f"deeper/attempt-{restart_count()}", store)
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo", store=store, rank=rank, world_size=size
+        )
+    return DistEnv(dist.get_rank(), dist.get_world_size(), local_rank, device)
+
+
+def is_main_process() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def broadcast_object(obj):
+    """``obj`` as rank 0 has it (unchanged when not distributed)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_reduce_sums(sums: dict[str, float], count: int) -> tuple[dict[str, float], int]:
+    """Metric sums and example count added up over all ranks (float64; unchanged when not distributed)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return dict(sums), count
+    keys = sorted(sums)
+    t = torch.tensor([sums[k] for k in keys] + [float(count)], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    values = t.cpu().tolist()
+    return dict(zip(keys, values[:-1])), int(round(values[-1]))
+
+
+def wrap_ddp(model: nn.Module, env: DistEnv) -> nn.Module:
+    """``model`` in a DDP wrapper (parameters broadcast from rank 0; gradients averaged every backward)."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    ids = [env.device.index] if env.device.type == "cuda" else None
+    return DDP(model, device_ids=ids)
+
+
+def per_rank_batch(global_batch: int, world: int) -> int:
+    if global_batch % world:
+        raise ConfigError(
+            f"--batch-size {global_batch} (the global batch) must be divisible by the {world} processes"
+        )
+    return global_batch // world
+
+
+def restart_count() -> int:
+    """How often torchrun has restarted the workers (0 on the first attempt)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
+class Silent:
+    """Stands in for the run logger on ranks other than 0: every method does nothing."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+# ------------------------------------------------------------------ failure injection (tests, demos)
+
+FAIL_ENV = "DEEPER_INJECT_FAILURE"
+
+
+class InjectedFailure(Callback):
+    """Kills this process at a given step on the first attempt: ``DEEPER_INJECT_FAILURE=RANK:STEP``.
+
+    Used to test fault tolerance: under ``--max-restarts`` torchrun restarts the
+    workers, which resume from the last checkpoint and no longer fail.
+    """
+
+    name = "injected-failure"
+
+    def __init__(self, rank: int, step: int):
+        self.rank, self.step = rank, step
+
+    def on_step_end(self, run, state) -> None:
+        me = dist.get_rank() if dist.is_initialized() else 0
+        if restart_count() == 0 and me == self.rank and state.global_step == self.step:
+            print(f"deeper: injected failure of rank {me} at step {self.step}", file=sys.stderr, flush=True)
+            os._exit(17)
+
+
+@register_callback
+def _injected_failure(cfg) -> Callback | None:
+    spec = os.environ.get(FAIL_ENV)
+    if not spec:
+        return None
+    try:
+        rank, step = (int(v) for v in spec.split(":"))
+    except ValueError:
+        raise ConfigError(f"{FAIL_ENV} must be RANK:STEP, got {spec!r}") from None
+    return InjectedFailure(rank, step)
+
+
+# ------------------------------------------------------------------ the --nproc launcher
+
+
+def launch(cfg, *, resume: bool = False) -> dict:
+    """Run ``fit(cfg)`` in ``cfg.nproc`` processes under torchrun; return rank 0's result.
+
+    The configuration travels to the workers as a YAML file; the run folder is
+    fixed here (so restarted workers find their checkpoints).  Each worker gets
+    ``cores // nproc`` threads unless ``OMP_NUM_THREADS`` is set.
+    """
+    import yaml
+
+    from deeper.train.run import default_run_dir
+
+    cfg = cfg.resolved()
+    if launched_world_size() > 1:
+        raise ConfigError("--nproc given inside a torchrun worker; use one or the other")
+    run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    cfg_dict = {**cfg.to_dict(), "out": str(run_dir), "nproc": 1}
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.nproc)))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd, cfg_path = tempfile.mkstemp(prefix=".launch-", suffix=".yaml", dir=run_dir)
+    with os.fdopen(fd, "w") as fh:
+        yaml.safe_dump(cfg_dict, fh, sort_keys=False)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc-per-node={cfg.nproc}", f"--max-restarts={cfg.max_restarts}",
+        "-m", "deeper.accel.worker", cfg_path, *(["--resume"] if resume else []),
+    ]  # fmt: skip
+    notice(f"launching {cfg.nproc} processes with torchrun (max restarts {cfg.max_restarts}) -> {run_dir}")
+    try:
+        proc = subprocess.run(command, env=env, stdout=sys.stderr)
+    finally:
+        Path(cfg_path).unlink(missing_ok=True)
+    result_file = run_dir / "result.json"
+    if proc.returncode != 0:
+        raise DeeperError(
+            f"distributed training failed (torchrun exit code {proc.returncode}); "
+            f"see the messages above; resume with: deeper train --resume {run_dir} --nproc {cfg.nproc}"
+        )
+    if not result_file.is_file():
+        raise DeeperError(f"distributed training ended without writing {result_file}")
+    result = json.loads(result_file.read_text())
+    result["nproc"] = cfg.nproc
+    return result

@@ -1,0 +1,528 @@
+"""Fewer bits: int8 (post-training static and quantization-aware), 4-bit weight-only, 1-bit.
+
+- **int8 static** (``int8``): ``torch.ao.quantization`` FX graph mode with the
+  ``x86`` backend (fbgemm/oneDNN kernels).  Observers record activation ranges
+  on a few calibration batches of *training* images; weights are int8 per
+  output channel, activations int8 per tensor, conv+ReLU fused.
+- **int8 QAT** (``qat``): the same int8 model, but fake quantization is inserted
+  first and the network is fine-tuned for a few hundred steps so it learns to
+  live with the rounding; then converted like ``int8``.
+- **4-bit weight-only** (``int4``): weights stored as signed 4-bit integers, two
+  per byte, with one float16 scale per group of ``group_size`` weights of an
+  output channel; they are unpacked to float32 for compute (the gain is size,
+  not speed, on a CPU without 4-bit kernels).
+- **binary** (``binary``): :mod:`deeper.models.binary`, a DeepConvNet with
+  1-bit weights and activations trained with a straight-through estimator;
+  stored as one bit per weight (``numpy.packbits``) plus per-channel scales.
+
+Each method is measured the same way by :func:`quantize_weights`: test
+accuracy, size on disk of the file it writes, and CPU latency at a batch of
+1,000 against deeper's fastest float32 path (the faster of NCHW and
+channels-last, measured in the same run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from deeper.errors import CheckpointError, ConfigError
+from deeper.fileio import write_bytes_atomic
+
+
+@contextlib.contextmanager
+def _quiet_ao():
+    """``torch.ao.quantization`` is deprecated in favour of torchao (no CPU int8 conv kernels there yet)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.ao.quantization is deprecated.*")
+        warnings.filterwarnings("ignore", message=".*quant_min and quant_max.*")
+        warnings.filterwarnings("ignore", message=".*reduce_range.*")
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch.ao")
+        warnings.filterwarnings("ignore", category=FutureWarning, module="torch.ao")
+        yield
+
+
+# ------------------------------------------------------------------ int8 (FX graph mode)
+
+
+def _require_traceable(model: nn.Module, example: torch.Tensor):
+    from torch.fx import symbolic_trace
+
+    try:
+        symbolic_trace(model)
+    except Exception as e:  # noqa: BLE001 - any tracing failure means: this model cannot be int8-converted
+        raise ConfigError(
+            f"{type(model).__name__} cannot be traced for int8 quantization ({type(e).__name__}: {e})"
+        ) from None
+
+
+def int8_static(model: nn.Module, calibration: Iterable[torch.Tensor], *, backend: str = "x86") -> nn.Module:
+    """Post-training static int8: observe activations on ``calibration`` batches, then convert.
+
+    ``model`` is not modified.  Returns a CPU ``GraphModule`` in eval mode.
+    """
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    model = copy.deepcopy(model).cpu().float().eval()
+    batches = [b.cpu().float().contiguous() for b in calibration]
+    if not batches:
+        raise ConfigError("int8 calibration needs at least one batch")
+    _require_traceable(model, batches[0])
+    torch.backends.quantized.engine = backend
+    with _quiet_ao():
+        prepared = prepare_fx(model, get_default_qconfig_mapping(backend), example_inputs=(batches[0],))
+        with torch.inference_mode():
+            for b in batches:
+                prepared(b)
+        return convert_fx(prepared).eval()
+
+
+def int8_qat(
+    model: nn.Module,
+    train_batches: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]],
+    *,
+    steps: int = 300,
+    lr: float = 1e-4,
+    backend: str = "x86",
+    progress: bool | None = False,
+) -> nn.Module:
+    """Quantization-aware int8: fine-tune with fake quantization for ``steps`` steps, then convert.
+
+    ``train_batches()`` yields ``(images, labels)`` (called again when exhausted).
+    Observers are frozen for the last 30% of the steps and batch-norm statistics
+    too, so the converted model sees the ranges it was fine-tuned with.
+    """
+    import torch.nn.functional as F
+    from torch.ao.quantization import get_default_qat_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
+    from tqdm import tqdm
+
+    from deeper.train.loop import _progress_enabled
+
+    model = copy.deepcopy(model).cpu().float().train()
+    it = iter(train_batches())
+    first = next(it)
+    _require_traceable(model, first[0])
+    torch.backends.quantized.engine = backend
+    with _quiet_ao():
+        prepared = prepare_qat_fx(model, get_default_qat_qconfig_mapping(backend), example_inputs=(first[0],))
+        opt = torch.optim.Adam(prepared.parameters(), lr=lr)
+        freeze_at = int(steps * 0.7)
+        batch = first
+        for step in tqdm(
+            range(steps), desc="qat", unit="step", disable=not _progress_enabled(progress), leave=False
+        ):
+            if step == freeze_at:
+                prepared.apply(torch.ao.quantization.disable_observer)
+                prepared.apply(torch.nn.intrinsic.qat.freeze_bn_stats)
+            x, y = batch
+            loss = F.cross_entropy(prepared(x.cpu().float()), y.cpu())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            try:
+                batch = next(it)
+            except StopIteration:
+                it = iter(train_batches())
+                batch = next(it)
+        return convert_fx(prepared.eval()).eval()
+
+
+def _flatten_state(prefix: str, value, tensors: dict, meta: dict) -> None:
+    if isinstance(value, torch.Tensor) and value.is_quantized:
+        tensors[f"{prefix}.int"] = value.int_repr().contiguous()
+        if value.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+            tensors[f"{prefix}.scale"] = value.q_per_channel_scales().float()
+            tensors[f"{prefix}.zero_point"] = value.q_per_channel_zero_points()
+            meta[f"{prefix}.axis"] = str(value.q_per_channel_axis())
+        else:
+            tensors[f"{prefix}.scale"] = torch.tensor([value.q_scale()], dtype=torch.float32)
+            tensors[f"{prefix}.zero_point"] = torch.tensor([value.q_zero_point()])
+        meta[f"{prefix}.qdtype"] = str(value.dtype).removeprefix("torch.")
+    elif isinstance(value, torch.Tensor):
+        tensors[prefix] = value.detach().contiguous()
+    elif isinstance(value, tuple | list):
+        for i, v in enumerate(value):
+            _flatten_state(f"{prefix}.{i}", v, tensors, meta)
+    elif value is None:
+        meta[f"{prefix}.none"] = "1"
+    else:
+        meta[f"{prefix}.value"] = repr(value)  # e.g. a torch.dtype: recorded, not needed to rebuild
+
+
+def int8_state_bytes(qmodel: nn.Module, metadata: dict[str, str]) -> bytes:
+    """The int8 model's state as safetensors bytes: integer tensors plus their scales and zero points."""
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, str] = {}
+    for k, v in qmodel.state_dict().items():
+        _flatten_state(k, v, tensors, meta)
+    return st_save(tensors, metadata={**metadata, **{f"q:{k}": v for k, v in meta.items()}})
+
+
+def _unflatten_state(template: dict, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> dict:
+    def build(prefix: str, like):
+        if isinstance(like, torch.Tensor) and like.is_quantized:
+            ints = tensors[f"{prefix}.int"]
+            scale, zp = tensors[f"{prefix}.scale"], tensors[f"{prefix}.zero_point"]
+            if f"q:{prefix}.axis" in meta:
+                return torch._make_per_channel_quantized_tensor(
+                    ints, scale.double(), zp.long(), int(meta[f"q:{prefix}.axis"])
+                )
+            return torch._make_per_tensor_quantized_tensor(ints, float(scale[0]), int(zp[0]))
+        if isinstance(like, torch.Tensor):
+            return tensors[prefix]
+        if isinstance(like, tuple | list):
+            return type(like)(build(f"{prefix}.{i}", v) for i, v in enumerate(like))
+        return like
+
+    from collections import OrderedDict
+
+    state = OrderedDict((k, build(k, v)) for k, v in template.items())
+    state._metadata = getattr(template, "_metadata", {})  # module versions: quantized Linear needs them
+    return state
+
+
+def load_int8(path: str | os.PathLike, float_model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """Rebuild an int8 model written by :func:`quantize_weights` around ``float_model``'s architecture."""
+    tensors, meta = _read_safetensors(path)
+    skeleton = int8_static(float_model, [example])  # the graph; its values are replaced below
+    try:
+        with _quiet_ao():
+            skeleton.load_state_dict(_unflatten_state(skeleton.state_dict(), tensors, meta))
+    except (KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: does not hold int8 weights for this model ({e})") from None
+    return skeleton
+
+
+# ------------------------------------------------------------------ 4-bit weight-only
+
+
+def quantize_int4(w: torch.Tensor, group_size: int = 32) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Symmetric signed 4-bit quantization of ``w`` per output channel in groups of ``group_size``.
+
+    Returns ``(packed uint8 (out, ceil(n/2)), float16 scales (out, groups), n)``
+    where ``n`` is the number of weights per output channel.  Values are
+    ``round(w / scale)`` clamped to [-8, 7], ``scale = max|w| / 7`` per group.
+    """
+    out = w.shape[0]
+    flat = w.detach().float().reshape(out, -1)
+    n = flat.shape[1]
+    groups = math.ceil(n / group_size)
+    padded = torch.zeros(out, groups * group_size)
+    padded[:, :n] = flat
+    g = padded.view(out, groups, group_size)
+    scale = (g.abs().amax(2) / 7).clamp_min(1e-12).half()
+    q = torch.round(g / scale.float().unsqueeze(2)).clamp(-8, 7).to(torch.int8).view(out, -1)[:, :n]
+    nib = (q & 0xF).to(torch.uint8)
+    if n % 2:
+        nib = torch.cat([nib, torch.zeros(out, 1, dtype=torch.uint8)], 1)
+    packed = nib[:, 0::2] | (nib[:, 1::2] << 4)
+    return packed.contiguous(), scale, n
+
+
+def dequantize_int4(
+    packed: torch.Tensor, scale: torch.Tensor, n: int, shape, group_size: int = 32
+) -> torch.Tensor:
+    """The float32 weights of :func:`quantize_int4`'s output, reshaped to ``shape``."""
+    out, groups = packed.shape[0], scale.shape[1]
+    lo, hi = (packed & 0xF).to(torch.int8), (packed >> 4).to(torch.int8)
+    q = torch.stack([lo, hi], 2).view(out, -1)[:, :n]
+    q = torch.where(q > 7, q - 16, q).float()  # two's complement nibbles back to [-8, 7]
+    full = torch.zeros(out, groups * group_size)
+    full[:, :n] = q
+    return (
+        (full.view(out, groups, group_size) * scale.float().unsqueeze(2)).view(out, -1)[:, :n].reshape(shape)
+    )
+
+
+class Int4Weight(nn.Module):
+    """Wraps a Conv2d or Linear: 4-bit packed weights as buffers, unpacked to float32 on each call."""
+
+    def __init__(self, layer: nn.Conv2d | nn.Linear, group_size: int = 32):
+        super().__init__()
+        packed, scale, n = quantize_int4(layer.weight, group_size)
+        self.register_buffer("qweight", packed)
+        self.register_buffer("scales", scale)
+        self.n, self.shape, self.group_size = n, tuple(layer.weight.shape), group_size
+        self.bias = (
+            None if layer.bias is None else nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
+        )
+        self.layer = layer
+        layer.register_parameter("weight", None)  # the float weights are gone: only the 4-bit copy remains
+        layer.register_parameter("bias", None)
+
+    def weight(self) -> torch.Tensor:
+        return dequantize_int4(self.qweight, self.scales, self.n, self.shape, self.group_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight().to(x.dtype)
+        if isinstance(self.layer, nn.Conv2d):
+            return self.layer._conv_forward(x, w, self.bias)
+        return nn.functional.linear(x, w, self.bias)
+
+
+def int4_weight_only(model: nn.Module, *, group_size: int = 32) -> nn.Module:
+    """A copy of ``model`` whose Conv2d/Linear weights are 4-bit (other parameters stay float32)."""
+    model = copy.deepcopy(model).cpu().float().eval()
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if type(child) in (nn.Conv2d, nn.Linear):
+                setattr(module, child_name, Int4Weight(child, group_size))
+    return model
+
+
+# ------------------------------------------------------------------ 1-bit storage
+
+
+def binary_state_bytes(model: nn.Module, metadata: dict[str, str]) -> bytes:
+    """A binarized model's deployable state: one bit per binary weight, float everything else."""
+    from deeper.models.binary import BinaryConv2d, BinaryLinear
+
+    tensors: dict[str, torch.Tensor] = {}
+    binary = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, BinaryConv2d | BinaryLinear)}
+    for k, v in model.state_dict().items():
+        if k in binary:
+            w = v.detach().float().cpu()
+            bits = np.packbits((w >= 0).numpy().astype(np.uint8).reshape(-1))
+            tensors[f"{k}.bits"] = torch.from_numpy(bits)
+            tensors[f"{k}.scale"] = w.abs().flatten(1).mean(1)
+            tensors[f"{k}.shape"] = torch.tensor(w.shape)
+        elif v.is_floating_point():
+            tensors[k] = v.detach().float().contiguous()  # BN: a few hundred floats
+        else:
+            tensors[k] = v.detach().contiguous()
+    return st_save(tensors, metadata=metadata)
+
+
+def load_binary(path: str | os.PathLike, model: nn.Module) -> nn.Module:
+    """Fill ``model`` (a :class:`~deeper.models.binary.BinaryConvNet`) from :func:`binary_state_bytes`."""
+    tensors, _ = _read_safetensors(path)
+    state = {}
+    for k, v in model.state_dict().items():
+        if f"{k}.bits" in tensors:
+            shape = tuple(tensors[f"{k}.shape"].tolist())
+            n = int(np.prod(shape))
+            signs = np.unpackbits(tensors[f"{k}.bits"].numpy())[:n].astype(np.float32) * 2 - 1
+            scale = tensors[f"{k}.scale"].float().view(-1, *([1] * (len(shape) - 1)))
+            state[k] = (
+                torch.from_numpy(signs).view(shape) * scale
+            )  # binarizes back to the same signs and scales
+        elif k in tensors:
+            state[k] = tensors[k].to(v.dtype)
+        else:
+            raise CheckpointError(f"{path}: missing {k}")
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def _read_safetensors(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    import safetensors
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        tensors = st_load(path.read_bytes())
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a bad file
+        raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
+    return tensors, meta
+
+
+# ------------------------------------------------------------------ measuring
+
+
+@torch.inference_mode()
+def latency(model: nn.Module, x: torch.Tensor, *, repeats: int = 5, warmup: int = 2) -> float:
+    """Median seconds of one forward pass of ``x`` (after ``warmup`` passes)."""
+    for _ in range(warmup):
+        model(x)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+@dataclass
+class FloatPath:
+    name: str
+    model: nn.Module
+    channels_last: bool
+    seconds: float
+
+
+def fastest_float32(model: nn.Module, x: torch.Tensor, *, repeats: int = 5) -> FloatPath:
+    """deeper's fastest float32 CPU inference path for ``model`` at ``x``'s batch: NCHW or channels-last.
+
+    The two layouts are timed alternately, so load on the machine hits both alike.
+    """
+    nchw = copy.deepcopy(model).cpu().float().eval()
+    cl = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(latency(nchw, x, repeats=1, warmup=1))
+        b.append(latency(cl, x_cl, repeats=1, warmup=1))
+    ta, tb = statistics.median(a), statistics.median(b)
+    return FloatPath("channels_last", cl, True, tb) if tb <= ta else FloatPath("nchw", nchw, False, ta)
+
+
+@torch.inference_mode()
+def accuracy(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = 1000,
+    *,
+    channels_last=False,
+) -> float:
+    """Top-1 accuracy of ``model`` on uint8 ``images`` (scaled to [0, 1] batch by batch)."""
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size].float().div_(255)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        correct += int((model(x).argmax(1) == labels[i : i + batch_size]).sum())
+    return correct / len(images)
+
+
+METHODS = ("int8", "qat", "int4", "binary")
+
+
+def _fastest_of(model: nn.Module, x: torch.Tensor, repeats: int) -> float:
+    """Median latency of ``model`` on ``x``, the faster of NCHW and channels-last inputs."""
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(latency(model, x, repeats=1, warmup=1))
+        b.append(latency(model, x_cl, repeats=1, warmup=1))
+    return min(statistics.median(a), statistics.median(b))
+
+
+def quantize_weights(
+    weights: str | os.PathLike,
+    data: str,
+    method: str,
+    output: str | os.PathLike,
+    *,
+    model: str | None = None,
+    data_dir: str | None = None,
+    calib_batches: int = 10,
+    qat_steps: int = 300,
+    group_size: int = 32,
+    binary_epochs: int | None = None,
+    batch_size: int = 1000,
+    repeats: int = 5,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> dict:
+    """Quantize trained float weights with ``method``; write the result to ``output``; measure both.
+
+    The returned dict has ``test_accuracy``, ``float_accuracy``, ``accuracy_drop``
+    (points), ``speedup`` (deeper's fastest float32 path / quantized, CPU, batch
+    ``batch_size``), ``size_bytes`` (of ``output``), ``float_size_bytes`` (of
+    ``weights``) and the latencies in milliseconds.
+    """
+    from deeper.data import BatchLoader, load_dataset
+    from deeper.inference import check_compatible
+    from deeper.models import model_from_weights
+    from deeper.runtime import notice, seed_everything
+
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+    for name, v in (("calib_batches", calib_batches), ("qat_steps", qat_steps), ("group_size", group_size),
+                    ("batch_size", batch_size), ("repeats", repeats)):  # fmt: skip
+        if v < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+    output = Path(output)
+    if output.suffix != ".safetensors":
+        raise ConfigError(f"output {str(output)!r} must be a .safetensors file")
+    seed_everything(seed)
+    net, meta = model_from_weights(weights, model)
+    net = net.cpu().float().eval()
+    check_compatible(meta, data, weights)
+    train = load_dataset(data, "train", data_dir=data_dir)
+    test = load_dataset(data, "test", data_dir=data_dir)
+    x = test.images[:batch_size].float().div(255)
+    fp = fastest_float32(net, x, repeats=repeats)
+    float_acc = accuracy(fp.model, test.images, test.labels, channels_last=fp.channels_last)
+    info = {"model": meta.get("model", model), "method": method, "dataset": data}
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+
+    if method == "int8":
+        calib = [train.images[perm[i * 100 : (i + 1) * 100]].float().div(255) for i in range(calib_batches)]
+        qmodel = int8_static(net, calib)
+        blob = int8_state_bytes(qmodel, {**info, "calibration_images": str(100 * calib_batches)})
+    elif method == "qat":
+        loader = BatchLoader(train, 128, shuffle=True, seed=seed)
+        qmodel = int8_qat(net, lambda: iter(loader), steps=qat_steps, progress=progress)
+        blob = int8_state_bytes(qmodel, {**info, "qat_steps": str(qat_steps)})
+    elif method == "int4":
+        qmodel = int4_weight_only(net, group_size=group_size)
+        blob = st_save(
+            {k: v.contiguous() for k, v in qmodel.state_dict().items()},
+            metadata={**info, "group_size": str(group_size)},
+        )
+    else:
+        qmodel, trained = _train_binary(data, data_dir, output, binary_epochs, seed, progress)
+        info["binary_train"] = trained
+        blob = binary_state_bytes(qmodel, {k: str(v) for k, v in info.items()})
+        notice(f"binary network trained: {trained['test_accuracy']:.4f} after {trained['epochs']} epochs")
+    q_acc = accuracy(qmodel, test.images, test.labels)
+    q_seconds = _fastest_of(qmodel, x, repeats)
+    write_bytes_atomic(output, blob)
+    return {
+        **{k: v for k, v in info.items() if k != "binary_train"},
+        "test_accuracy": q_acc,
+        "float_accuracy": float_acc,
+        "accuracy_drop": (float_acc - q_acc) * 100,
+        "speedup": fp.seconds / q_seconds,
+        "latency_ms": q_seconds * 1000,
+        "float_latency_ms": fp.seconds * 1000,
+        "float_path": fp.name,
+        "batch_size": len(x),
+        "size_bytes": output.stat().st_size,
+        "float_size_bytes": Path(weights).stat().st_size,
+        "threads": torch.get_num_threads(),
+        "output": str(output),
+        **({"binary_train": info["binary_train"]} if method == "binary" else {}),
+    }
+
+
+def _train_binary(data, data_dir, output: Path, epochs, seed, progress) -> tuple[nn.Module, dict]:
+    """Train :class:`~deeper.models.binary.BinaryConvNet` with deeper's fast recipe; the model and fit's result."""
+    import tempfile
+
+    from deeper.models import model_from_weights
+    from deeper.train import TrainConfig, fit
+
+    with tempfile.TemporaryDirectory(
+        prefix=".binary-", dir=output.parent if output.parent.exists() else None
+    ) as tmp:
+        cfg = TrainConfig(
+            model="binary-convnet", data=data, data_dir=data_dir, epochs=epochs, seed=seed, out=tmp,
+            tensorboard=False, progress=progress, device="cpu",
+        )  # fmt: skip
+        result = fit(cfg)
+        net, _ = model_from_weights(result["weights"])
+    keep = ("test_accuracy", "epochs", "train_seconds", "img_per_s")
+    return net.eval(), {k: result[k] for k in keep}

@@ -1,0 +1,182 @@
+"""Data-parallel (DDP) and sharded (FSDP) training on CPUs with gloo, 2 processes; torchrun fault tolerance."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deeper.accel.distributed import Silent, all_reduce_sums, per_rank_batch
+from deeper.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_single_process_helpers():
+    assert all_reduce_sums({"loss": 2.5, "correct": 3.0}, 4) == ({"loss": 2.5, "correct": 3.0}, 4)
+    assert per_rank_batch(128, 2) == 64
+    with pytest.raises(ConfigError, match="divisible"):
+        per_rank_batch(127, 2)
+    assert Silent().epoch([], 3) is None  # the logger stand-in of ranks > 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, tmp: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    from deeper.accel.distributed import init_distributed, wrap_ddp
+    from deeper.accel.fsdp import full_state_dict, local_numel, shard_model
+    from deeper.models import create_model
+    from deeper.train import Callback, TrainConfig, fit
+
+    env = init_distributed("cpu")
+    out = {"rank": env.rank, "world": env.world_size}
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g)
+    mine = slice(rank * 4, (rank + 1) * 4)
+
+    # DDP gradients of half batches == single-process gradients of the whole batch
+    torch.manual_seed(0)
+    model = create_model("deep-convnet", dropout=0.0)
+    ddp = wrap_ddp(model, env)
+    F.cross_entropy(ddp(x[mine]), y[mine]).backward()
+    torch.manual_seed(0)
+    ref = create_model("deep-convnet", dropout=0.0)
+    F.cross_entropy(ref(x), y).backward()
+    out["grad_diff"] = max(
+        float((p.grad - q.grad).abs().max()) for p, q in zip(model.parameters(), ref.parameters())
+    )
+
+    # replicas stay identical after steps on different data
+    opt = torch.optim.Adam(ddp.parameters(), lr=1e-3)
+    for step in range(3):
+        xs = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(100 * rank + step))
+        opt.zero_grad()
+        F.cross_entropy(ddp(xs), y[mine]).backward()
+        opt.step()
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+    gathered = [torch.empty_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    out["replicas_equal"] = all(torch.equal(gathered[0], t) for t in gathered)
+
+    # metric sums are added over ranks
+    out["reduced"] = all_reduce_sums({"loss": rank + 1.0, "correct": 10.0 * rank}, 3 + rank)
+
+    # fit: every rank trains its shard, reduced train metrics, only rank 0 writes
+    rows = []
+
+    class Rows(Callback):
+        name = "rows"
+
+        def on_epoch_end(self, run, state, row):
+            rows.append({k: row[k] for k in ("train_loss", "train_accuracy", "val_accuracy")})
+
+    cfg = TrainConfig(data="digits", epochs=1, subset=256, batch_size=64, out=f"{tmp}/fit-rank{rank}", schedule="constant",
+                      tensorboard=False, progress=False, device="cpu")  # fmt: skip
+    result = fit(cfg, callbacks=[Rows()])
+    out["rows"], out["fit_steps"], out["world_size"] = rows, result["steps"], result["world_size"]
+
+    # FSDP: sharded parameters, same losses as the unsharded model on the whole batch
+    torch.manual_seed(0)
+    sharded = shard_model(create_model("deep-convnet", dropout=0.0))
+    out["local_numel"] = local_numel(sharded)
+    opt = torch.optim.Adam(sharded.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(3):
+        loss = F.cross_entropy(sharded(x[mine]), y[mine])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        mean = loss.detach().clone()
+        dist.all_reduce(mean)
+        losses.append(float(mean) / world)
+    out["fsdp_losses"] = losses
+    full = full_state_dict(sharded)
+    out["fsdp_full_numel"] = sum(v.numel() for v in full.values())
+    dist.destroy_process_group()
+    Path(tmp, f"rank{rank}.json").write_text(json.dumps(out))
+
+
+def _unsharded_losses(x, y, steps=3):
+    from deeper.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("deep-convnet", dropout=0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    out = []
+    for _ in range(steps):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        out.append(float(loss.detach()))
+    return out, sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.multiproc
+@pytest.mark.slow
+def test_ddp_and_fsdp_on_two_cpu_processes(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert (r0["rank"], r1["rank"], r0["world"]) == (0, 1, 2)
+    assert r0["grad_diff"] < 1e-6 and r1["grad_diff"] < 1e-6
+    assert r0["replicas_equal"] and r1["replicas_equal"]
+    assert r0["reduced"] == r1["reduced"] == [{"loss": 3.0, "correct": 10.0}, 7]
+    # fit: same (reduced) train metrics on both ranks, same schedule length as one process, rank 0 alone writes
+    assert r0["rows"] == r1["rows"] and len(r0["rows"]) == 1
+    assert r0["fit_steps"] == 4 and r0["world_size"] == 2  # 256 images / global batch 64
+    assert (tmp_path / "fit-rank0" / "result.json").is_file()
+    assert (tmp_path / "fit-rank0" / "model.safetensors").is_file()
+    assert not (tmp_path / "fit-rank1").exists()
+    # FSDP: each rank holds about half of the parameters; the loss curve is the unsharded one
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g)
+    ref_losses, n = _unsharded_losses(x, y)
+    assert r0["local_numel"] + r1["local_numel"] >= n and max(r0["local_numel"], r1["local_numel"]) < 0.6 * n
+    assert r0["fsdp_full_numel"] == n
+    assert r0["fsdp_losses"] == pytest.approx(ref_losses, abs=1e-5)
+
+
+@pytest.mark.multiproc
+@pytest.mark.slow
+def test_nproc_launcher_restarts_after_an_injected_failure_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "DEEPER_INJECT_FAILURE": "1:6", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "deeper", "train", "--data", "digits", "--epochs", "2", "--subset", "512",
+           "--batch-size", "64", "--nproc", "2", "--max-restarts", "1", "--checkpoint-every", "4",
+           "--no-tensorboard", "--device", "cpu", "--out", str(out), "--json"]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert p.returncode == 0, "\n".join(
+        ln for ln in p.stderr.splitlines() if "deeper" in ln or "Error" in ln
+    )[-4000:]
+    result = json.loads(p.stdout.strip().splitlines()[-1])
+    assert result["world_size"] == 2 and result["nproc"] == 2
+    assert result["steps"] == 16 and result["epochs"] == 2 and result["stopped"] == "completed"
+    assert "injected failure of rank 1 at step 6" in p.stderr
+    assert "resuming" in p.stderr and "at step 4" in p.stderr  # from the snapshot before the failure
+    lines = (out / "metrics.csv").read_text().strip().splitlines()
+    assert len(lines) == 3  # header + one row per epoch: rank 0 alone logs
+    assert not list(out.glob(".launch-*"))  # the launcher cleans up its config file
+
+
+def test_train_nproc_options_in_help():
+    from deeper.cli import build_parser
+
+    text = build_parser().subcommands["train"].format_help()
+    for opt in ("--nproc", "--max-restarts", "--amp", "--compile"):
+        assert opt in text
