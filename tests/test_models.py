@@ -15,10 +15,16 @@ from deeper.models import (
 from deeper.models.deep_convnet import DeepConvNet
 
 
+def small_input(name: str) -> tuple[int, int, int]:
+    """The model's design input, or 3x32x32 for ImageNet-size models (a 224x224 pass is a slow test of the zoo)."""
+    c, h, w = get_model_entry(name).default_input
+    return (c, h, w) if max(h, w) <= 64 else (c, 32, 32)
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_every_registered_model(name):
     """Registering a model is enough to get it checked: shapes, finiteness, gradients, eval determinism."""
-    c, h, w = get_model_entry(name).default_input
+    c, h, w = small_input(name)
     torch.manual_seed(0)
     model = create_model(name, num_classes=7, in_chans=c, img_size=h)
     x = torch.rand(3, c, h, w)

@@ -15,25 +15,38 @@ def configure_models(p: argparse.ArgumentParser) -> None:
 
 
 def run_models(args, out) -> dict:
+    import torch
+
+    from deeper.analysis.summary import default_num_classes
     from deeper.models import count_parameters, create_model, get_model_entry, list_models
 
     rows = []
     for name in list_models(args.pattern):
         entry = get_model_entry(name)
         c, h, _ = entry.default_input
-        params = count_parameters(create_model(name, num_classes=10, in_chans=c, img_size=h))
+        classes = default_num_classes(
+            entry.default_input
+        )  # 1000 for ImageNet-size inputs, as torchvision counts
+        try:
+            with torch.device("meta"):  # count without allocating or initialising (VGG has 100M+ weights)
+                params = count_parameters(create_model(name, num_classes=classes, in_chans=c, img_size=h))
+        except (RuntimeError, NotImplementedError):  # a factory that computes with real tensors
+            params = count_parameters(create_model(name, num_classes=classes, in_chans=c, img_size=h))
         rows.append(
             {
                 "name": name,
                 "params": params,
                 "input": "x".join(map(str, entry.default_input)),
+                "classes": classes,
                 "description": entry.description,
             }
         )
     width = max((len(r["name"]) for r in rows), default=4)
-    out.line(f"{'model':{width}s} {'params':>12s}  {'input':8s} description")
+    out.line(f"{'model':{width}s} {'params':>12s}  {'input':9s} {'classes':>7s}  description")
     for r in rows:
-        out.line(f"{r['name']:{width}s} {r['params']:>12,d}  {r['input']:8s} {r['description']}")
+        out.line(
+            f"{r['name']:{width}s} {r['params']:>12,d}  {r['input']:9s} {r['classes']:>7d}  {r['description']}"
+        )
     return {"models": rows}
 
 

@@ -25,6 +25,10 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", choices=list(DTYPES), help="precision of weights and inputs")
     p.add_argument("--split", default="test", choices=["train", "test"], help="which split to score")
     p.add_argument("--batch-size", type=int, default=1000, help="images per forward pass")
+    p.add_argument(
+        "--engine", default="torch", choices=["torch", "numpy", "cupy"],
+        help="torch, or the from-scratch NumPy engine (cupy: on a CUDA GPU; --dtype float64/32/16)",
+    )  # fmt: skip
     add_json(p)
     p.set_defaults(run=run_eval)
 
@@ -32,10 +36,18 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
 def run_eval(args, out) -> dict:
     from deeper.inference import evaluate_weights
 
-    r = evaluate_weights(
-        args.weights, args.data, model=args.model, dtype=args.dtype, split=args.split,
-        device=args.device, batch_size=args.batch_size, data_dir=args.data_dir,
-    )  # fmt: skip
+    if args.engine != "torch":  # the from-scratch engine (issue 5): its device is its array module
+        from deeper.scratch.trainer import evaluate_weights_scratch
+
+        r = evaluate_weights_scratch(
+            args.weights, args.data, model=args.model, dtype=args.dtype, split=args.split,
+            batch_size=args.batch_size, data_dir=args.data_dir, engine=args.engine,
+        )  # fmt: skip
+    else:
+        r = evaluate_weights(
+            args.weights, args.data, model=args.model, dtype=args.dtype, split=args.split,
+            device=args.device, batch_size=args.batch_size, data_dir=args.data_dir,
+        )  # fmt: skip
     acc = r.get("test_accuracy", r.get(f"{args.split}_accuracy"))
     out.line(
         f"{r['model']} on {args.data}/{args.split} ({r['images']:,} images, {args.dtype}): accuracy {acc:.4f}, loss {r['loss']:.4f}"

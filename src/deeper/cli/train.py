@@ -14,6 +14,7 @@ S = argparse.SUPPRESS
 
 # Options that may differ from the saved configuration when resuming a run.
 RESUMABLE = {"epochs", "max_steps", "device", "progress", "checkpoint_every", "tensorboard", "data_dir"}
+RESUMABLE |= {"nproc", "max_restarts", "compile"}  # speed options that do not change the run's recipe
 
 
 def _kv(text: str) -> tuple[str, object]:
@@ -54,6 +55,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--recipe", default=S, choices=sorted(RECIPES), help="defaults for the options below [fast]"
     )
+    g.add_argument(
+        "--init-from", default=S, metavar="WEIGHTS_OR_RUN",
+        help="start from these trained weights (a .safetensors file or a run folder); the classifier "
+        "is replaced for the new dataset (see `deeper finetune`)",
+    )  # fmt: skip
+    g.add_argument(
+        "--freeze", choices=["none", "features"], default=S,
+        help="with --init-from: features trains only the new classifier [none]",
+    )  # fmt: skip
     h = p.add_argument_group("optimisation (defaults come from the recipe)")
     h.add_argument("--epochs", type=int, default=S, help="passes over the training split")
     h.add_argument("--batch-size", type=int, default=S, help="images per step")
@@ -62,6 +72,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     h.add_argument("--schedule", default=S, help="learning-rate schedule (constant, cosine, onecycle, ...)")
     h.add_argument("--weight-decay", type=float, default=S, help="L2 weight decay [0]")
     h.add_argument("--label-smoothing", type=float, default=S, help="label smoothing epsilon [0]")
+    e = p.add_argument_group("engine (see docs/scratch.md)")
+    e.add_argument(
+        "--engine", choices=["torch", "numpy", "cupy"], default=S,
+        help="torch, or the from-scratch NumPy engine (cupy: the same on a CUDA GPU) [torch]",
+    )  # fmt: skip
+    e.add_argument(
+        "--dtype", choices=["float64", "float32", "float16"], default=S,
+        help="precision of --engine numpy/cupy [float32]",
+    )  # fmt: skip
     d = p.add_argument_group("data")
     add_data_dir(d)
     d.add_argument(
@@ -101,6 +120,26 @@ def configure(p: argparse.ArgumentParser) -> None:
         default=S,
         help="progress bar [on when stderr is a terminal]",
     )
+    s = p.add_argument_group("speed (see docs/speed.md)")
+    s.add_argument(
+        "--amp", choices=["off", "bf16", "fp16"], default=S,
+        help="mixed precision: autocast to bfloat16 or float16 (fp16 adds a grad scaler) [off]",
+    )  # fmt: skip
+    s.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=S,
+        help="torch.compile the model (falls back to eager with a notice where unsupported) [off]",
+    )  # fmt: skip
+    s.add_argument(
+        "--nproc", type=int, default=S, metavar="N",
+        help="data-parallel training in N processes (DDP under torchrun; --batch-size is the global batch) [1]",
+    )  # fmt: skip
+    s.add_argument(
+        "--max-restarts", type=int, default=S, metavar="R",
+        help="with --nproc: restart the workers up to R times after a failure, resuming from the last checkpoint [0]",
+    )  # fmt: skip
+    from deeper.cli.accuracy import add_train_options
+
+    add_train_options(p)  # optimizer/schedule options, regularization, augmentation, ensembles (issue 4)
     add_json(p)
     p.set_defaults(run=run)
 
@@ -111,6 +150,9 @@ def run(args: argparse.Namespace, out) -> dict:
     given = {k: v for k, v in vars(args).items() if k not in ("run", "command", "json", "resume")}
     if "model_kwargs" in given:
         given["model_kwargs"] = dict(given["model_kwargs"])
+    from deeper.cli.accuracy import run_ensemble_training, train_kwargs
+
+    given = train_kwargs(given)
     if args.resume:
         run_dir = Path(args.resume)
         saved = run_dir / "config.yaml"
@@ -125,7 +167,28 @@ def run(args: argparse.Namespace, out) -> dict:
         cfg = TrainConfig.from_dict({**yaml.safe_load(saved.read_text()), **given, "out": str(run_dir)})
     else:
         cfg = TrainConfig(**given)
-    result = fit(cfg, resume=bool(args.resume))
+    if cfg.engine != "torch":  # the from-scratch engine (issue 5)
+        from deeper.scratch.trainer import fit_scratch
+
+        result = fit_scratch(cfg, resume=bool(args.resume))
+        out.line(
+            f"test accuracy {result['test_accuracy']:.4f} after {result['epochs']} epochs "
+            f"({result['train_seconds']:.1f} s training, {result['img_per_s']:,.0f} img/s, {cfg.engine} engine); "
+            f"weights: {result['weights']}"
+        )
+        return result
+    if cfg.ensemble > 1:
+        return run_ensemble_training(cfg, bool(args.resume), out)
+    if cfg.nproc > 1:
+        from deeper.accel.distributed import launch
+
+        result = launch(cfg, resume=bool(args.resume))
+    else:
+        from deeper.accel.distributed import is_main_process
+
+        result = fit(cfg, resume=bool(args.resume))
+        if not is_main_process():  # a torchrun worker other than rank 0: rank 0 reports
+            return None
     out.line(
         f"test accuracy {result['test_accuracy']:.4f} after {result['epochs']} epochs "
         f"({result['train_seconds']:.1f} s training, {result['img_per_s']:,.0f} img/s); "

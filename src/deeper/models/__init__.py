@@ -4,7 +4,22 @@
 >>> net = create_model("deep-convnet", num_classes=10, in_chans=1)
 """
 
-from deeper.models import deep_convnet, mlp  # noqa: F401  (register the families)
+# register the families: the book's (deep_convnet, mlp, simple_convnet), the model zoo (alexnet ...
+# vit, issue 3) and the 1-bit DeepConvNet (binary, issue 6)
+from deeper.models import (  # noqa: F401
+    alexnet,
+    binary,
+    deep_convnet,
+    densenet,
+    googlenet,
+    lenet,
+    mlp,
+    resnet,
+    simple_convnet,
+    vgg,
+    vit,
+)
+from deeper.models.convolutionalize import convolutionalize
 from deeper.models.registry import (
     ModelEntry,
     count_parameters,
@@ -18,6 +33,7 @@ from deeper.models.weights import load_weights, model_from_weights, save_weights
 __all__ = [
     "ModelEntry",
     "count_parameters",
+    "convolutionalize",
     "create_model",
     "get_model_entry",
     "list_models",

@@ -6,7 +6,10 @@
     affine(1024 -> 50) - ReLU - dropout 0.5 - affine(50 -> 10) - dropout 0.5
 
 He initialisation (normal, std sqrt(2 / fan_in)), zero biases: 123,552 parameters
-for 1x28x28 inputs.  The second dropout acts on the logits, as in the book.
+for 1x28x28 inputs.  Options (the defaults are exactly the book's network):
+``dropout`` (rate of both dropouts), ``norm`` (a normalisation layer after each
+convolution, before its ReLU: ``batch``, ``layer``, ``instance`` or ``group``;
+see :func:`norm_layer`) and ``width`` (a multiplier of the channel counts).  The second dropout acts on the logits, as in the book.
 Parameter names (``conv1`` ... ``conv6``, ``fc1``, ``fc2``) and layouts are
 PyTorch's; the book's ``W1``...``b8`` map onto them (see :mod:`deeper.models.book`).
 """
@@ -30,6 +33,37 @@ def he_init_(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
+NORMS = ("batch", "layer", "instance", "group")
+
+
+def norm_layer(kind: str | None, channels: int, *, spatial: bool = True) -> nn.Module | None:
+    """The normalisation layer ``kind`` for ``channels`` features (``None``/``"none"``: no layer).
+
+    ``batch`` normalises each channel over the batch (and positions); the others over
+    one example only, so they behave the same in training and evaluation: ``layer``
+    over all channels and positions (GroupNorm with one group), ``instance`` over
+    each channel's positions, ``group`` over groups of 8 channels (Wu & He 2018).
+    ``spatial=False`` is for flat (N, C) features, where instance norm is undefined.
+    """
+    from deeper.errors import ConfigError
+
+    if kind in (None, "none"):
+        return None
+    if kind == "batch":
+        return nn.BatchNorm2d(channels) if spatial else nn.BatchNorm1d(channels)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels) if spatial else nn.LayerNorm(channels)
+    if kind == "instance" and spatial:
+        return nn.GroupNorm(channels, channels)
+    if kind == "group":
+        groups = next(g for g in (8, 4, 2, 1) if channels % g == 0)
+        return nn.GroupNorm(groups, channels)
+    choices = NORMS if spatial else tuple(n for n in NORMS if n != "instance")
+    raise ConfigError(
+        f"unknown normalisation {kind!r} for this model (choose from none, {', '.join(choices)})"
+    )
+
+
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
@@ -45,12 +79,17 @@ class DeepConvNet(nn.Module):
         img_size: int | tuple[int, int] = 28,
         hidden: int = 50,
         dropout: float = 0.5,
+        norm: str | None = None,
+        width: float = 1.0,
     ):
         super().__init__()
         h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
         chans = in_chans
         for i, (out, pad) in enumerate(CONVS, start=1):
+            out = max(1, round(out * width))
             self.add_module(f"conv{i}", nn.Conv2d(chans, out, 3, padding=pad))
+            if (layer := norm_layer(norm, out)) is not None:
+                self.add_module(f"norm{i}", layer)
             chans = out
             h, w = conv_output_size(h, 3, 1, pad), conv_output_size(w, 3, 1, pad)
             if i % 2 == 0:
@@ -69,7 +108,10 @@ class DeepConvNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         for i in range(1, 7):
-            x = self.relu(getattr(self, f"conv{i}")(x))
+            x = getattr(self, f"conv{i}")(x)
+            if (norm := getattr(self, f"norm{i}", None)) is not None:
+                x = norm(x)
+            x = self.relu(x)
             if i % 2 == 0:
                 x = self.pool(x)
         return x
@@ -92,9 +134,17 @@ class DeepConvNet(nn.Module):
 
 @register_model("deep-convnet")
 def deep_convnet(
-    *, num_classes: int = 10, in_chans: int = 1, img_size: int = 28, hidden: int = 50, dropout: float = 0.5
+    *,
+    num_classes: int = 10,
+    in_chans: int = 1,
+    img_size: int = 28,
+    hidden: int = 50,
+    dropout: float = 0.5,
+    norm: str | None = None,
+    width: float = 1.0,
 ) -> DeepConvNet:
     """The chapter's DeepConvNet: six 3x3 convs (16-16-32-32-64-64), He init, ReLU, dropout."""
     return DeepConvNet(
-        num_classes=num_classes, in_chans=in_chans, img_size=img_size, hidden=hidden, dropout=dropout
-    )
+        num_classes=num_classes, in_chans=in_chans, img_size=img_size, hidden=hidden, dropout=dropout,
+        norm=norm, width=width,
+    )  # fmt: skip

@@ -31,8 +31,13 @@ class MultiLayerNet(nn.Module):
         weight_init: str | float = "auto",
         batchnorm: bool = False,
         dropout: float = 0.0,
+        norm: str | None = None,
     ):
         super().__init__()
+        from deeper.models.deep_convnet import norm_layer
+
+        if batchnorm and norm in (None, "none"):
+            norm = "batch"
         if activation not in ACTIVATIONS:
             raise ConfigError(f"unknown activation {activation!r} (choose from {', '.join(ACTIVATIONS)})")
         sizes = [in_chans * img_size * img_size, *hidden_sizes]
@@ -40,8 +45,8 @@ class MultiLayerNet(nn.Module):
         for i in range(len(hidden_sizes)):
             block = nn.Sequential()
             block.add_module("fc", nn.Linear(sizes[i], sizes[i + 1]))
-            if batchnorm:
-                block.add_module("bn", nn.BatchNorm1d(sizes[i + 1]))
+            if (layer := norm_layer(norm, sizes[i + 1], spatial=False)) is not None:
+                block.add_module("bn" if norm == "batch" else "norm", layer)
             block.add_module("act", ACTIVATIONS[activation]())
             if dropout > 0:
                 block.add_module("drop", nn.Dropout(dropout))
@@ -95,9 +100,10 @@ def mlp(
     weight_init: str | float = "auto",
     batchnorm: bool = False,
     dropout: float = 0.0,
+    norm: str | None = None,
 ) -> MultiLayerNet:
     """The book's multi-layer net: 5 hidden affine layers of 100, ReLU, He init (BN/dropout optional)."""
     return MultiLayerNet(
         num_classes=num_classes, in_chans=in_chans, img_size=img_size, hidden_sizes=tuple(hidden_sizes),
-        activation=activation, weight_init=weight_init, batchnorm=batchnorm, dropout=dropout,
+        activation=activation, weight_init=weight_init, batchnorm=batchnorm, dropout=dropout, norm=norm,
     )  # fmt: skip

@@ -70,7 +70,10 @@ def create_model(name: str, *, num_classes: int = 10, in_chans: int = 1, **kwarg
         raise ConfigError(f"model {name!r} does not take option(s) {', '.join(unknown)}")
     if num_classes < 1 or in_chans < 1:
         raise ConfigError(f"num_classes and in_chans must be positive, got {num_classes} and {in_chans}")
-    return entry.factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
+    try:
+        return entry.factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
+    except ValueError as e:  # a model's own check of its options (e.g. an input too small for it)
+        raise ConfigError(f"model {name!r}: {e}") from None
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

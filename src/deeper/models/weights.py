@@ -74,6 +74,11 @@ def model_from_weights(
     kwargs = {"num_classes": meta_int(meta, "num_classes") or 10, "in_chans": meta_int(meta, "in_chans") or 1}
     if (img := meta_int(meta, "img_size")) is not None:
         kwargs["img_size"] = img
+    if "model_kwargs" in meta:  # options that shape the network (e.g. norm), recorded by `deeper train`
+        try:
+            kwargs.update(json.loads(meta["model_kwargs"]))
+        except (ValueError, TypeError):
+            raise CheckpointError(f"{path}: unreadable model_kwargs in the file's metadata") from None
     kwargs.update(overrides)
     model = create_model(name, **kwargs)
     try:

@@ -44,7 +44,12 @@ def fit(
     configuration turns on.
     """
     cfg = cfg.resolved()
-    run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    from deeper.accel.distributed import Silent, all_reduce_sums, broadcast_object, init_distributed
+
+    world = init_distributed(cfg.device)  # None unless launched by torchrun with several processes
+    if world is not None and not world.is_main:
+        log = lambda message: None  # noqa: E731 (only rank 0 talks and writes)
+    run_dir = Path(cfg.out) if cfg.out else Path(broadcast_object(str(default_run_dir(cfg))))
     if resume:
         ckpt_path = latest_checkpoint(run_dir)
     elif (run_dir / "checkpoints" / "latest").exists():
@@ -65,18 +70,26 @@ def fit(
 
     from deeper.train.logger import RunLogger
 
-    logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, purge_step=state.global_step if resume else None)
+    logger = (
+        RunLogger(run_dir, tensorboard=cfg.tensorboard, purge_step=state.global_step if resume else None)
+        if run.is_main
+        else Silent()
+    )
     logger.write_config(cfg.to_dict())
     n_params = count_parameters(run.model)
     n_val = len(run.val_loader.dataset) if run.val_loader else 0
     log(
         f"training {cfg.model} ({n_params:,} parameters) on {cfg.data} "
-        f"({len(run.train_loader.dataset):,} train / {n_val:,} val) on {run.device}, recipe {cfg.recipe}: "
+        f"({len(run.train_loader.dataset):,} train / {n_val:,} val) on {run.device}"
+        f"{f' x {run.world_size} processes' if run.world_size > 1 else ''}"
+        f"{f', amp {cfg.amp}' if run.amp is not None and run.amp.enabled else ''}, recipe {cfg.recipe}: "
         f"{cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size}, {cfg.epochs} epochs, schedule {cfg.schedule} "
         f"-> {run_dir}"
     )
 
     def checkpoint() -> None:
+        if not run.is_main:
+            return
         save_checkpoint(
             run_dir,
             state.global_step,
@@ -85,6 +98,7 @@ def fit(
                 "optimizer": run.optimizer.state_dict(),
                 "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
                 "rng": rng_state(),
+                "updater": run.updater.state_dict(),
                 "loop": state.to_dict(),
                 "callbacks": {cb.name: cb.state_dict() for cb in cbs},
                 "config": cfg.to_dict(),
@@ -98,7 +112,8 @@ def fit(
             logger.scalar(
                 "loss/train_step", s.epoch_sums.get("loss", 0.0) / max(1, s.epoch_count), s.global_step
             )
-        if cfg.checkpoint_every and s.global_step % cfg.checkpoint_every == 0:
+        at_epoch_end = s.step_in_epoch == len(run.train_loader)  # the epoch-end checkpoint follows
+        if cfg.checkpoint_every and s.global_step % cfg.checkpoint_every == 0 and not at_epoch_end:
             checkpoint()
         for cb in cbs:
             if reason := cb.on_step_end(run, s):
@@ -115,12 +130,14 @@ def fit(
             run.train_loader.set_epoch(state.epoch, skip_batches=state.step_in_epoch)
             t0, s0 = state.train_seconds, state.train_samples
             train_metrics = train_one_epoch(
-                run.model, run.task, run.train_loader, updater=run.updater, state=state, on_step=on_step,
-                progress=cfg.progress, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+                run.train_model, run.task, run.train_loader, updater=run.updater, state=state, on_step=on_step,
+                progress=cfg.progress if run.is_main else False, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
             )  # fmt: skip
             if state.step_in_epoch < len(run.train_loader):  # stopped inside the epoch
                 checkpoint()
                 break
+            if run.world_size > 1:  # each rank trained on its own shard: add the sums up
+                train_metrics = run.task.summarize(*all_reduce_sums(state.epoch_sums, state.epoch_count))
             row = {"epoch": state.epoch + 1, "step": state.global_step}
             row.update({f"train_{k}": v for k, v in train_metrics.items()})
             if run.val_loader is not None:
@@ -131,7 +148,7 @@ def fit(
             row.update(
                 lr=run.optimizer.param_groups[0]["lr"],
                 epoch_seconds=dt,
-                img_per_s=dn / dt if dt else math.nan,
+                img_per_s=dn * run.world_size / dt if dt else math.nan,
             )
             for cb in cbs:
                 if reason := cb.on_epoch_end(run, state, row):
@@ -164,6 +181,7 @@ def _restore(run: Run, cbs: list[Callback], path: Path) -> LoopState:
         run.scheduler.load_state_dict(saved["scheduler"])
     for cb in cbs:
         cb.load_state_dict(saved.get("callbacks", {}).get(cb.name, {}))
+    run.updater.load_state_dict(saved.get("updater", {}))
     set_rng_state(saved["rng"])
     return LoopState(**saved["loop"])
 
@@ -174,10 +192,10 @@ def _finish(
     cfg = run.cfg
     model = run.final_model
     test_metrics = evaluate(model, run.task, run.test_loader)
-    weights = save_weights(
-        model, run_dir / "model.safetensors", {**run.metadata, "test_accuracy": test_metrics.get("accuracy")}
-    )
-    if state.history:
+    weights = run_dir / "model.safetensors"
+    if run.is_main:
+        save_weights(model, weights, {**run.metadata, "test_accuracy": test_metrics.get("accuracy")})
+    if state.history and run.is_main:
         from deeper.analysis.plots import plot_curves
 
         plot_curves(
@@ -196,14 +214,19 @@ def _finish(
         "steps": state.global_step,
         "stopped": stopped,
         "train_seconds": state.train_seconds,
-        "img_per_s": state.train_samples / state.train_seconds if state.train_seconds > 0 else None,
+        "img_per_s": state.train_samples * run.world_size / state.train_seconds
+        if state.train_seconds > 0
+        else None,
         "seconds": time.perf_counter() - started,
         "params": n_params,
         "device": str(run.device),
+        "world_size": run.world_size,
+        "amp": cfg.amp,
         "run_dir": str(run_dir),
         "weights": str(weights),
     }
-    write_text_atomic(run_dir / "result.json", json.dumps(result, indent=2) + "\n")
+    if run.is_main:
+        write_text_atomic(run_dir / "result.json", json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -6,6 +6,7 @@ Both work on any model, task and loader and are importable on their own;
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -52,12 +53,32 @@ class Updater:
     only calls :meth:`step` once per batch.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, scheduler=None):
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, scheduler=None, *, amp=None,
+        clip_grad: float | None = None, weight_noise: float = 0.0,
+    ):  # fmt: skip
         self.optimizer = optimizer
         self.scheduler = scheduler
+        #: max global L2 norm of the gradients (``None``: no clipping)
+        self.clip_grad = clip_grad
+        #: std of Gaussian noise added to the weights for the forward/backward pass of each step
+        #: (the update is applied to the clean weights: "noise robustness", Graves 2011)
+        self.weight_noise = weight_noise
+        #: mixed precision (a :class:`deeper.accel.amp.AmpPolicy`; ``None``: float32)
+        self.amp = amp
+        self.scaler = amp.make_scaler() if amp is not None else None  # fp16 only
+
+    def state_dict(self) -> dict:
+        return {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
     def step(self, model: nn.Module, task: Task, batch, state: LoopState) -> StepOutput:
-        out = task.training_step(model, batch)
+        clean = _add_weight_noise(model, self.weight_noise) if self.weight_noise else None
+        with self.amp.autocast() if self.amp is not None else contextlib.nullcontext():
+            out = task.training_step(model, batch)
         if not torch.isfinite(out.loss.detach()).item():
             raise DivergedError(
                 f"the loss became {out.loss.item()} at step {state.global_step + 1} "
@@ -65,11 +86,38 @@ class Updater:
                 "try a lower learning rate or gradient clipping"
             )
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        self.optimizer.step()
+        if self.scaler is None:
+            out.loss.backward()
+        else:  # fp16: scale the loss, then unscale so .grad holds the true gradients
+            self.scaler.scale(out.loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        if clean is not None:  # the gradients were taken at the noisy weights; step from the clean ones
+            _restore_weights(model, clean)
+        if self.clip_grad is not None:  # the gradients are unscaled at this point
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad)
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)  # skipped when a gradient overflowed
+            self.scaler.update()
         if self.scheduler is not None:
             self.scheduler.step()
         return out
+
+
+@torch.no_grad()
+def _add_weight_noise(model: nn.Module, std: float) -> list[torch.Tensor]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    clean = [p.detach().clone() for p in params]
+    for p in params:
+        p.add_(torch.randn_like(p), alpha=std)
+    return clean
+
+
+@torch.no_grad()
+def _restore_weights(model: nn.Module, clean: list[torch.Tensor]) -> None:
+    for p, c in zip([p for p in model.parameters() if p.requires_grad], clean):
+        p.copy_(c)
 
 
 def train_one_epoch(

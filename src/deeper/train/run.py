@@ -13,8 +13,11 @@ from deeper.data import BatchLoader, get_dataset_spec, load_dataset
 from deeper.models import create_model, get_model_entry
 from deeper.runtime import resolve_device, seed_everything, set_deterministic
 from deeper.train.config import TrainConfig
+from deeper.train.cv import kfold_split
+from deeper.train.ensemble import bootstrap_resample
 from deeper.train.loop import Updater
 from deeper.train.optim import create_optimizer, get_optimizer_entry
+from deeper.train.regularize import build_train_transform
 from deeper.train.schedule import create_schedule, list_schedules
 from deeper.train.tasks import ClassificationTask, Task
 
@@ -52,10 +55,28 @@ class Run:
     #: the model to evaluate and save, when it is not ``model`` (e.g. an average of its weights)
     eval_model: nn.Module | None = None
     extras: dict = field(default_factory=dict)
+    #: mixed precision of the training steps (a :class:`deeper.accel.amp.AmpPolicy`)
+    amp: object = None
+    #: the DDP wrapper the loop trains through when distributed (``model`` stays the bare module)
+    ddp_model: nn.Module | None = None
+    rank: int = 0
+    world_size: int = 1
 
     def __post_init__(self):
         if self.updater is None:
-            self.updater = Updater(self.optimizer, self.scheduler)
+            self.updater = Updater(
+                self.optimizer, self.scheduler, amp=self.amp,
+                clip_grad=self.cfg.clip_grad, weight_noise=self.cfg.weight_noise or 0.0,
+            )  # fmt: skip
+
+    @property
+    def train_model(self) -> nn.Module:
+        return self.ddp_model if self.ddp_model is not None else self.model
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 (or the only process): the one that logs and writes."""
+        return self.rank == 0
 
     @property
     def final_model(self) -> nn.Module:
@@ -68,38 +89,65 @@ def build_run(cfg: TrainConfig) -> Run:
     get_optimizer_entry(cfg.optimizer)
     if cfg.schedule not in list_schedules():
         create_schedule(cfg.schedule, None, 1)  # raises the helpful error
-    device = resolve_device(cfg.device)
+    from deeper.accel.amp import amp_policy
+    from deeper.accel.distributed import init_distributed, per_rank_batch, wrap_ddp
+
+    world = init_distributed(cfg.device)  # None unless launched by torchrun with several processes
+    device = world.device if world is not None else resolve_device(cfg.device)
     set_deterministic(cfg.deterministic)
     seed_everything(cfg.seed)
     spec = get_dataset_spec(cfg.data)
     train_full = load_dataset(cfg.data, "train", data_dir=cfg.data_dir)
     test = load_dataset(cfg.data, "test", data_dir=cfg.data_dir)
     val_size = default_val_size(len(train_full)) if cfg.val_size is None else cfg.val_size
-    train, val = train_full.split(val_size, seed=0) if val_size else (train_full, None)
+    if cfg.folds is not None:  # k-fold cross-validation (deeper cv): validate on one fold
+        train, val = kfold_split(train_full, cfg.folds, cfg.fold)
+    else:
+        train, val = train_full.split(val_size, seed=0) if val_size else (train_full, None)
     if cfg.subset is not None:
         train = train.subset(slice(0, cfg.subset))
+    if cfg.bootstrap:  # bagging: a resample with replacement, drawn with the run's seed
+        train = bootstrap_resample(train, seed=cfg.seed)
     c, h, w = spec.image_shape
     kwargs = dict(cfg.model_kwargs)
+    kwargs.update({k: v for k in ("dropout", "norm") if (v := getattr(cfg, k)) is not None})
     if h == w:
         kwargs.setdefault("img_size", h)
     model = create_model(cfg.model, num_classes=spec.num_classes, in_chans=c, **kwargs).to(device)
+    transfer = {}
+    if cfg.init_from is not None or cfg.freeze != "none":  # transfer learning (deeper finetune)
+        from deeper.train.transfer import prepare_transfer
+
+        transfer = prepare_transfer(model, cfg.init_from, cfg.freeze, model_name=cfg.model)
     channels_last = (
         cfg.channels_last if cfg.channels_last is not None else (device.type == "cpu" and has_conv(model))
     )
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        from deeper.accel.compile import compile_model
+
+        compile_model(model, device)  # in place: state_dict keys unchanged
     train, test = train.to(device), test.to(device)
     val = val.to(device) if val is not None else None
+    rank, world_size = (world.rank, world.world_size) if world is not None else (0, 1)
     train_loader = BatchLoader(
-        train, cfg.batch_size, shuffle=True, seed=cfg.seed, channels_last=channels_last
-    )
+        train, per_rank_batch(cfg.batch_size, world_size), shuffle=True, seed=cfg.seed,
+        channels_last=channels_last, rank=rank, world_size=world_size,
+        transform=build_train_transform(cfg, spec.num_classes, device),
+    )  # fmt: skip
     val_loader = (
         BatchLoader(val, cfg.eval_batch_size, channels_last=channels_last) if val is not None else None
     )
     test_loader = BatchLoader(test, cfg.eval_batch_size, channels_last=channels_last)
-    optimizer = create_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = create_optimizer(
+        cfg.optimizer, model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **cfg.optimizer_kwargs
+    )
     total_steps = cfg.epochs * len(train_loader)
-    scheduler = create_schedule(cfg.schedule, optimizer, total_steps)
+    scheduler = create_schedule(
+        cfg.schedule, optimizer, total_steps, steps_per_epoch=len(train_loader),
+        warmup_steps=round((cfg.warmup or 0) * len(train_loader)), **cfg.schedule_kwargs,
+    )  # fmt: skip
     task = ClassificationTask(label_smoothing=cfg.label_smoothing)
     metadata = {
         "model": cfg.model,
@@ -108,6 +156,11 @@ def build_run(cfg: TrainConfig) -> Run:
         "dataset": cfg.data,
         "classes": list(spec.classes),
         **({"img_size": kwargs["img_size"]} if "img_size" in kwargs else {}),
+        # options that shape the model (e.g. norm), so eval/ensemble rebuild the same network
+        **(
+            {"model_kwargs": extra} if (extra := {k: v for k, v in kwargs.items() if k != "img_size"}) else {}
+        ),
+        **transfer,  # init_from / freeze of a fine-tuned model
     }
     return Run(
         cfg,
@@ -121,4 +174,8 @@ def build_run(cfg: TrainConfig) -> Run:
         scheduler,
         total_steps,
         metadata,
+        amp=amp_policy(cfg.amp, device),
+        ddp_model=wrap_ddp(model, world) if world is not None else None,
+        rank=rank,
+        world_size=world_size,
     )

@@ -64,15 +64,23 @@ class ClassificationTask:
 
     label_smoothing: float = 0.0
     primary_metric: str = "accuracy"
+    #: weight of each auxiliary classifier's loss, for models that return ``(logits, *aux_logits)``
+    #: in training mode (GoogLeNet's deep supervision; 0.3 as in the paper)
+    aux_weight: float = 0.3
 
     def _step(self, model: nn.Module, batch, smoothing: float) -> StepOutput:
         x, y = batch
         logits = model(x)
+        aux = ()
+        if isinstance(logits, tuple):
+            logits, *aux = logits
         if logits.dtype != torch.float32 and logits.dtype != torch.float64:
             logits_f = logits.float()
         else:
             logits_f = logits
         loss = F.cross_entropy(logits_f, y, label_smoothing=smoothing)
+        for a in aux:
+            loss = loss + self.aux_weight * F.cross_entropy(a.float(), y, label_smoothing=smoothing)
         target = y if y.ndim == 1 else y.argmax(1)
         correct = (logits_f.argmax(1) == target).sum()
         n = x.shape[0]

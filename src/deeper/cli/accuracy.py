@@ -1,0 +1,346 @@
+"""The accuracy toolkit's commands: ``optimizers``, ``augment-preview``, ``ensemble``, ``cv``.
+
+It also owns the accuracy options of ``deeper train`` (:func:`add_train_options`):
+optimizer and schedule hyper-parameters, regularization, augmentation and
+ensembles.  See ``docs/accuracy.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deeper.cli import add_data_dir, add_json, command
+from deeper.errors import ConfigError
+
+S = argparse.SUPPRESS
+KWARG_OPTIONS = ("optimizer_kwargs", "schedule_kwargs")
+
+
+def _png(path: str, flag: str = "--output") -> str:
+    if not path.lower().endswith(".png"):
+        raise ConfigError(f"{flag} {path!r} must be a .png file")
+    return path
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    """The accuracy options of ``deeper train`` (defaults suppressed: the recipe fills what is not given)."""
+    from deeper.cli.train import _kv
+    from deeper.data.augment import OPS, PRESETS
+    from deeper.models.deep_convnet import NORMS
+
+    o = p.add_argument_group("optimizer and schedule hyper-parameters (see `deeper optimizers list`)")
+    o.add_argument(
+        "--optimizer-arg", dest="optimizer_kwargs", action="append", type=_kv, default=S, metavar="KEY=VALUE",
+        help="optimizer option, repeatable (e.g. momentum=0.95, beta2=0.99, rho=0.95, alpha=0.9, centered=true)",
+    )  # fmt: skip
+    o.add_argument(
+        "--schedule-arg", dest="schedule_kwargs", action="append", type=_kv, default=S, metavar="KEY=VALUE",
+        help="schedule option, repeatable (e.g. every=5 gamma=0.1 for step, patience=3 for plateau)",
+    )  # fmt: skip
+    o.add_argument(
+        "--warmup", type=float, default=S, metavar="EPOCHS",
+        help="linear learning-rate warm-up of EPOCHS epochs (a fraction is fine) in front of the schedule [0]",
+    )  # fmt: skip
+    r = p.add_argument_group("regularization")
+    r.add_argument(
+        "--dropout", type=float, default=S, metavar="RATE",
+        help="the model's dropout rate (models with a dropout option) [the model's: 0.5 for deep-convnet]",
+    )  # fmt: skip
+    r.add_argument(
+        "--norm", choices=["none", *NORMS], default=S,
+        help="normalisation after each convolution / hidden layer (models with a norm option) [none]",
+    )  # fmt: skip
+    r.add_argument(
+        "--mixup", type=float, default=S, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA) [off]"
+    )
+    r.add_argument(
+        "--cutmix", type=float, default=S, metavar="ALPHA", help="cutmix with Beta(ALPHA, ALPHA) [off]"
+    )
+    r.add_argument(
+        "--input-noise", type=float, default=S, metavar="STD", help="Gaussian noise on the input pixels [off]"
+    )
+    r.add_argument(
+        "--weight-noise", type=float, default=S, metavar="STD",
+        help="Gaussian noise on the weights for each step's forward/backward pass [off]",
+    )  # fmt: skip
+    r.add_argument("--clip-grad", type=float, default=S, metavar="NORM", help="clip the gradient norm [off]")
+    r.add_argument(
+        "--early-stop", type=int, default=S, metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a better validation accuracy (restores the best weights) [off]",
+    )  # fmt: skip
+    r.add_argument(
+        "--restore-best", action=argparse.BooleanOptionalAction, default=S,
+        help="end with the weights of the best validation epoch [on with --early-stop]",
+    )  # fmt: skip
+    a = p.add_argument_group("data augmentation (batched, on the device; see `deeper augment-preview`)")
+    a.add_argument(
+        "--augment", default=S, metavar="SPEC",
+        help=f"'default' (the dataset's preset), 'none', a preset ({', '.join(PRESETS)}) or ops "
+        f"NAME=STRENGTH joined by commas; ops: {', '.join(OPS)} [none]",
+    )  # fmt: skip
+    e = p.add_argument_group("ensembles")
+    e.add_argument(
+        "--ensemble", type=int, default=S, metavar="K",
+        help="train K members (seeds SEED..SEED+K-1) into OUT/member-<i> and evaluate their ensemble [1]",
+    )  # fmt: skip
+    e.add_argument(
+        "--bootstrap", action="store_true", default=S,
+        help="train on a bootstrap resample of the training split (with --ensemble: bagging)",
+    )  # fmt: skip
+
+
+def train_kwargs(given: dict) -> dict:
+    """Turn the repeatable KEY=VALUE options into dicts (in place) and return ``given``."""
+    for key in KWARG_OPTIONS:
+        if key in given:
+            given[key] = dict(given[key])
+    return given
+
+
+def run_ensemble_training(cfg, resume: bool, out) -> dict:
+    from deeper.train.ensemble import train_ensemble
+
+    result = train_ensemble(cfg, resume=resume)
+    for m in result["members"]:
+        out.line(f"member seed {m['seed']}: test accuracy {m['test_accuracy']:.4f} ({m['run_dir']})")
+    out.line(
+        f"ensemble of {result['ensemble']}: test accuracy {result['test_accuracy']:.4f} (mean of probabilities), "
+        f"{result['vote_test_accuracy']:.4f} (vote); best member {result['best_member_test_accuracy']:.4f}"
+    )
+    return result
+
+
+# ------------------------------------------------------------------ deeper optimizers
+
+
+@command("optimizers", "list the optimizers and schedules, or plot the optimizers side by side")
+def configure_optimizers(p: argparse.ArgumentParser) -> None:
+    p.epilog = (
+        "examples:\n"
+        "  deeper optimizers list\n"
+        "  deeper optimizers plot -o trajectories.png\n"
+        "  deeper optimizers plot -o trajectories.png --loss-curves mnist_loss.png --data mnist"
+    )
+    p.add_argument("action", choices=["list", "plot"], help="list: the registries; plot: draw the figures")
+    p.add_argument(
+        "-o", "--output", metavar="FILE.png",
+        help="plot: the trajectories of every optimizer on x²/20 + y² and Rosenbrock",
+    )  # fmt: skip
+    p.add_argument(
+        "--loss-curves", metavar="FILE.png",
+        help="plot: also train --model on --data with each optimizer and draw the training-loss curves",
+    )  # fmt: skip
+    p.add_argument("--optimizers", metavar="A,B,...", help="only these optimizers [all]")
+    p.add_argument("--steps", type=int, help="trajectory steps [30 on x²/20 + y², 1000 on Rosenbrock]")
+    p.add_argument("--data", default="mnist", help="dataset of the loss curves")
+    p.add_argument(
+        "--model", default="mlp", help="network of the loss curves (the book's figure 6-9 uses the MLP)"
+    )
+    p.add_argument(
+        "--train-steps", type=int, default=2000, help="training steps per optimizer for the loss curves"
+    )
+    p.add_argument("--batch-size", type=int, default=128, help="batch size of the loss curves")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and batches (shared)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_data_dir(p)
+    add_json(p)
+    p.set_defaults(run=run_optimizers)
+
+
+def run_optimizers(args, out) -> dict:
+    from deeper.train.optim import get_optimizer_entry, list_optimizers
+    from deeper.train.schedule import get_schedule_entry, list_schedules
+
+    names = list_optimizers()
+    if args.optimizers:
+        names = [n.strip() for n in args.optimizers.split(",") if n.strip()]
+        for n in names:
+            get_optimizer_entry(n)  # unknown names fail with a suggestion
+    if args.action == "list":
+        opts = {}
+        out.line("optimizers (--optimizer NAME --optimizer-arg KEY=VALUE):")
+        for n in names:
+            e = get_optimizer_entry(n)
+            extra = ", ".join(f"{k}={v}" for k, v in e.defaults.items()) or "-"
+            out.line(f"  {n:9s} lr {e.default_lr:<6g} {extra}\n            {e.description}")
+            opts[n] = {"default_lr": e.default_lr, "options": e.defaults, "description": e.description}
+        out.line("schedules (--schedule NAME --schedule-arg KEY=VALUE, --warmup EPOCHS in front of any):")
+        scheds = {}
+        for n in list_schedules():
+            e = get_schedule_entry(n)
+            out.line(f"  {n:11s} {e.description}")
+            scheds[n] = {"options": e.defaults, "description": e.description}
+        return {"optimizers": opts, "schedules": scheds}
+    if not args.output:
+        raise ConfigError("plot needs -o FILE.png for the trajectories")
+    if args.steps is not None and args.steps < 1:
+        raise ConfigError("--steps must be at least 1")
+    if args.train_steps < 1 or args.batch_size < 1:
+        raise ConfigError("--train-steps and --batch-size must be at least 1")
+    from deeper.analysis.accuracy_plots import optimizer_loss_curves, optimizer_trajectories
+
+    result: dict = {"output": _png(args.output)}
+    if args.loss_curves:
+        _png(args.loss_curves, "--loss-curves")
+    result["trajectories"] = optimizer_trajectories(args.output, optimizers=names, steps=args.steps)
+    out.line(f"trajectories of {len(names)} optimizers -> {args.output}")
+    for fn, rows in result["trajectories"].items():
+        out.line(f"  {fn}: " + ", ".join(f"{n} f={r['f_end']:.3g}" for n, r in rows.items()))
+    if args.loss_curves:
+        curves = optimizer_loss_curves(
+            args.loss_curves, data=args.data, model=args.model, steps=args.train_steps,
+            batch_size=args.batch_size, seed=args.seed, optimizers=names, device=args.device,
+            data_dir=args.data_dir,
+        )  # fmt: skip
+        result["loss_curves"] = {"output": args.loss_curves, "optimizers": curves}
+        out.line(f"training-loss curves on {args.data} -> {args.loss_curves}")
+        for n, r in sorted(curves.items(), key=lambda kv: kv[1]["final_loss"]):
+            out.line(f"  {n:9s} final loss {r['final_loss']:.4f} (lr {r['lr']:g})")
+    return result
+
+
+# ------------------------------------------------------------------ deeper augment-preview
+
+
+@command("augment-preview", "draw dataset images next to augmented copies of them")
+def configure_augment_preview(p: argparse.ArgumentParser) -> None:
+    p.epilog = "example:\n  deeper augment-preview --data mnist --augment rotate=15,elastic=34 -o aug.png"
+    p.add_argument("--data", default="mnist", help="dataset whose training images are shown")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.png", help="where to write the grid")
+    p.add_argument(
+        "--augment", default="default", metavar="SPEC",
+        help="augmentation spec, as `deeper train --augment` takes it",
+    )  # fmt: skip
+    p.add_argument("--images", type=int, default=8, help="how many images (rows)")
+    p.add_argument("--copies", type=int, default=6, help="augmented copies per image (columns)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the augmentations (same seed, same grid)")
+    add_data_dir(p)
+    add_json(p)
+    p.set_defaults(run=run_augment_preview)
+
+
+def run_augment_preview(args, out) -> dict:
+    import torch
+
+    from deeper.analysis.accuracy_plots import augment_preview
+    from deeper.data import load_dataset
+    from deeper.data.augment import Augment, describe_augment, parse_augment
+
+    _png(args.output)
+    if not 1 <= args.images <= 100 or not 1 <= args.copies <= 30:
+        raise ConfigError("--images must be in 1..100 and --copies in 1..30")
+    ops = parse_augment(args.augment, args.data)
+    ds = load_dataset(args.data, "train", data_dir=args.data_dir)
+    images = ds.images[: args.images]
+    augment = Augment(ops)
+    g = torch.Generator().manual_seed(args.seed)
+    x = images.float() / 255.0
+    copies = [augment(x, g) if augment else x.clone() for _ in range(args.copies)]
+    spec = describe_augment(ops)
+    augment_preview(images, copies, args.output, title=f"{args.data}: {spec} (seed {args.seed})")
+    out.line(f"{len(images)} images x {args.copies} copies ({spec}) -> {args.output}")
+    return {
+        "output": args.output,
+        "data": args.data,
+        "augment": ops,
+        "images": len(images),
+        "copies": args.copies,
+    }
+
+
+# ------------------------------------------------------------------ deeper ensemble
+
+
+@command("ensemble", "evaluate an ensemble of trained runs (mean of probabilities or majority vote)")
+def configure_ensemble(p: argparse.ArgumentParser) -> None:
+    from deeper.train.ensemble import METHODS, TTA
+
+    p.epilog = "example:\n  deeper ensemble --runs runs/a runs/b runs/c --method vote"
+    p.add_argument(
+        "--runs", nargs="+", required=True, metavar="RUN",
+        help="run folders (holding model.safetensors) or .safetensors files",
+    )  # fmt: skip
+    p.add_argument(
+        "--method", choices=METHODS, default="mean", help="mean: average the probabilities; vote: majority"
+    )
+    p.add_argument("--data", help="dataset [the one recorded in the weights]")
+    p.add_argument(
+        "--tta", choices=TTA, default="none",
+        help="test-time augmentation: flip also scores each image's mirror image (not for digits)",
+    )  # fmt: skip
+    p.add_argument("--split", choices=["train", "test"], default="test", help="which split to score")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=1000, help="images per forward pass")
+    add_data_dir(p)
+    add_json(p)
+    p.set_defaults(run=run_ensemble)
+
+
+def run_ensemble(args, out) -> dict:
+    from deeper.train.ensemble import evaluate_ensemble
+
+    if args.batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1")
+    r = evaluate_ensemble(
+        args.runs, data=args.data, method=args.method, split=args.split, device=args.device,
+        data_dir=args.data_dir, batch_size=args.batch_size, tta=args.tta,
+    )  # fmt: skip
+    for m in r["members"]:
+        out.line(f"{m['weights']}: {m['accuracy']:.4f}")
+    out.line(
+        f"ensemble of {len(r['members'])} ({args.method}) on {r['data']}/{r['split']}: accuracy "
+        f"{r['ensemble_accuracy']:.4f} (best member {r['best_member_accuracy']:.4f}, "
+        f"mean {r['mean_accuracy']:.4f}, vote {r['vote_accuracy']:.4f})"
+    )
+    return r
+
+
+# ------------------------------------------------------------------ deeper cv
+
+
+@command("cv", "k-fold cross-validation of training options on the training split (hyper-parameter choice)")
+def configure_cv(p: argparse.ArgumentParser) -> None:
+    from deeper.cli import train as train_cli
+
+    train_cli.configure(p)  # every `deeper train` option sets the fixed part of the configuration
+    p.epilog = (
+        "k-fold options:\n"
+        "  --folds K               number of folds [5]\n"
+        "  --grid KEY=V1,V2,...    a training option and the values to try, repeatable (all combinations);\n"
+        "                          separate values with ';' when they contain commas (augment specs)\n\n"
+        "example:\n"
+        "  deeper cv --data digits --epochs 5 --folds 5 --grid lr=0.001,0.004 --grid label_smoothing=0,0.1 --out runs/cv"
+    )
+    k = p.add_argument_group("k-fold cross-validation")
+    k.add_argument("--folds", type=int, default=5, help="number of folds")
+    k.add_argument(
+        "--grid", action="append", default=[], metavar="KEY=V1,V2",
+        help="an option and the values to try (repeatable; every combination is cross-validated)",
+    )  # fmt: skip
+    p.set_defaults(run=run_cv)
+
+
+def run_cv(args, out) -> dict:
+    from deeper.train import TrainConfig
+    from deeper.train.cv import cross_validate, parse_grid
+
+    if args.resume:
+        raise ConfigError("cv has no --resume: run the same command again, finished folds are reused")
+    skip = ("run", "command", "json", "resume", "folds", "grid")
+    given = train_kwargs({k: v for k, v in vars(args).items() if k not in skip})
+    if "model_kwargs" in given:
+        given["model_kwargs"] = dict(given["model_kwargs"])
+    if given.get("ensemble", 1) != 1 or given.get("nproc", 1) != 1:
+        raise ConfigError("cv trains single models in one process (no --ensemble or --nproc)")
+    given.setdefault("tensorboard", False)
+    grid = parse_grid(args.grid)
+    cfg = TrainConfig(**{k: v for k, v in given.items() if k != "out"})
+    out_dir = Path(given.get("out") or f"runs/cv-{cfg.model}-{cfg.data}")
+    result = cross_validate(cfg, grid, folds=args.folds, out=out_dir)
+    for row in result["results"]:
+        label = ", ".join(f"{k}={v}" for k, v in row["params"].items()) or "(the given options)"
+        out.line(f"{label}: val accuracy {row['mean']:.4f} +- {row['std']:.4f} over {args.folds} folds")
+    best = ", ".join(f"{k}={v}" for k, v in result["best"]["params"].items()) or "(the given options)"
+    out.line(f"best: {best} ({result['best']['mean']:.4f}); details in {out_dir / 'cv.json'}")
+    return result

@@ -1,0 +1,193 @@
+"""Ensembles: train K members, combine their predictions, and bagging by bootstrap resampling.
+
+- :func:`train_ensemble` trains ``cfg.ensemble`` members into ``OUT/member-<i>/``
+  with seeds ``seed, seed + 1, ...`` (different initialisation, data order,
+  dropout and augmentation), or, with ``cfg.bootstrap``, each on its own bootstrap
+  resample of the training split (bagging, Breiman 1996), then evaluates the
+  ensemble on the test split.  It is resumable member by member.
+- :func:`evaluate_ensemble` scores any trained runs together (``deeper ensemble``):
+  ``mean`` averages the members' softmax probabilities, ``vote`` takes the most
+  frequent predicted class (ties go to the higher mean probability).  With
+  ``tta="flip"`` each member also sees the mirrored images and averages the two
+  predictions (test-time augmentation: an ensemble over inputs rather than
+  weights; only sensible where a flip keeps the class, e.g. clothing, not digits).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import yaml
+
+from deeper.data import BatchLoader, ImageDataset, load_dataset
+from deeper.errors import CheckpointError, ConfigError
+from deeper.fileio import write_text_atomic
+from deeper.runtime import notice
+
+METHODS = ("mean", "vote")
+TTA = ("none", "flip")
+
+
+def bootstrap_resample(ds: ImageDataset, *, seed: int) -> ImageDataset:
+    """``len(ds)`` images drawn with replacement (about 63.2% of them distinct), seeded."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + 4242)
+    idx = torch.randint(0, len(ds), (len(ds),), generator=g)
+    return ds.subset(idx)
+
+
+def combine(probs: torch.Tensor, method: str = "mean") -> torch.Tensor:
+    """Class predictions ``(N,)`` of an ensemble from member probabilities ``(M, N, K)``."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown ensemble method {method!r} (choose from {', '.join(METHODS)})")
+    mean = probs.mean(0)
+    if method == "mean":
+        return mean.argmax(1)
+    votes = torch.nn.functional.one_hot(probs.argmax(2), probs.shape[2]).sum(0).to(mean.dtype)
+    return (votes + 0.5 * mean).argmax(1)  # mean < 1 per class: breaks ties, never outvotes
+
+
+def weights_path(run: str | os.PathLike) -> Path:
+    """A run folder's ``model.safetensors``, or the weights file itself."""
+    p = Path(run)
+    if p.is_dir():
+        p = p / "model.safetensors"
+        if not p.is_file():
+            raise CheckpointError(f"{run}: no model.safetensors in this folder (has the run finished?)")
+    elif not p.is_file():
+        raise CheckpointError(f"{run}: no such run folder or weights file")
+    return p
+
+
+@torch.inference_mode()
+def member_probabilities(model: torch.nn.Module, loader: BatchLoader, tta: str = "none") -> torch.Tensor:
+    """Softmax probabilities ``(N, K)`` (float64, on the CPU) of ``model`` over ``loader``.
+
+    ``tta="flip"`` averages the probabilities of each image and of its mirror image.
+    """
+    if tta not in TTA:
+        raise ConfigError(f"unknown test-time augmentation {tta!r} (choose from {', '.join(TTA)})")
+    model.eval()
+    out = []
+    for x, _ in loader:
+        p = torch.softmax(model(x).double(), 1)
+        if tta == "flip":
+            p = (p + torch.softmax(model(x.flip(3)).double(), 1)) / 2
+        out.append(p.cpu())
+    return torch.cat(out)
+
+
+def evaluate_ensemble(
+    runs: list[str | os.PathLike],
+    *,
+    data: str | None = None,
+    method: str = "mean",
+    split: str = "test",
+    device: str = "auto",
+    data_dir: str | None = None,
+    batch_size: int = 1000,
+    tta: str = "none",
+) -> dict:
+    """Each member's accuracy and the ensemble's (by ``method``, and by both methods) on ``data``."""
+    from deeper.inference import check_compatible, load_for_inference
+
+    if method not in METHODS:
+        raise ConfigError(f"unknown ensemble method {method!r} (choose from {', '.join(METHODS)})")
+    if not runs:
+        raise ConfigError("an ensemble needs at least one run")
+    paths = [weights_path(r) for r in runs]
+    probs, members, ds = [], [], None
+    for path in paths:
+        model, meta = load_for_inference(path, device=device)
+        data = data or meta.get("dataset")
+        if data is None:
+            raise ConfigError(f"{path} does not record its dataset; pass --data")
+        check_compatible(meta, data, path)
+        if ds is None:
+            ds = load_dataset(data, split, data_dir=data_dir)
+        dev = next(model.parameters()).device
+        p = member_probabilities(model, BatchLoader(ds.to(dev), batch_size), tta)
+        acc = float((p.argmax(1) == ds.labels).double().mean())
+        members.append({"weights": str(path), "model": meta.get("model"), "accuracy": acc})
+        probs.append(p)
+    stacked = torch.stack(probs)
+    labels = ds.labels.cpu()
+    by = {m: float((combine(stacked, m) == labels).double().mean()) for m in METHODS}
+    return {
+        "data": data,
+        "split": split,
+        "images": len(ds),
+        "method": method,
+        "tta": tta,
+        "members": members,
+        "ensemble_accuracy": by[method],
+        "mean_accuracy": by["mean"],
+        "vote_accuracy": by["vote"],
+        "best_member_accuracy": max(m["accuracy"] for m in members),
+        "average_member_accuracy": sum(m["accuracy"] for m in members) / len(members),
+    }
+
+
+def member_dir(root: Path, i: int) -> Path:
+    return root / f"member-{i}"
+
+
+def train_ensemble(cfg, *, resume: bool = False, log=notice) -> dict:
+    """Train ``cfg.ensemble`` members (or finish them, with ``resume``) and evaluate the ensemble."""
+    from deeper.train.fit import fit
+    from deeper.train.run import default_run_dir
+
+    cfg = cfg.resolved()
+    k = cfg.ensemble
+    root = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    saved = root / "config.yaml"
+    if saved.exists() and not resume:
+        raise ConfigError(
+            f"{root} already holds an ensemble; resume it with --resume {root} or choose another --out"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(saved, yaml.safe_dump({**cfg.to_dict(), "out": str(root)}, sort_keys=False))
+    results = []
+    for i in range(k):
+        mdir = member_dir(root, i)
+        member = replace(cfg, ensemble=1, seed=cfg.seed + i, out=str(mdir))
+        done = mdir / "result.json"
+        if done.is_file():
+            log(f"ensemble member {i + 1}/{k} already trained ({mdir})")
+            results.append(json.loads(done.read_text()))
+            continue
+        log(
+            f"ensemble member {i + 1}/{k}: seed {member.seed}{', bootstrap resample' if cfg.bootstrap else ''}"
+        )
+        again = resume and (mdir / "checkpoints" / "latest").is_file()
+        results.append(fit(member, resume=again, log=log))
+    ens = evaluate_ensemble(
+        [r["weights"] for r in results], data=cfg.data, device=cfg.device, data_dir=cfg.data_dir
+    )
+    summary = {
+        "model": cfg.model,
+        "data": cfg.data,
+        "recipe": cfg.recipe,
+        "ensemble": k,
+        "bootstrap": cfg.bootstrap,
+        "members": [
+            {
+                "seed": cfg.seed + i,
+                "run_dir": r["run_dir"],
+                "test_accuracy": r["test_accuracy"],
+                "train_seconds": r["train_seconds"],
+            }
+            for i, r in enumerate(results)
+        ],
+        "test_accuracy": ens["mean_accuracy"],
+        "vote_test_accuracy": ens["vote_accuracy"],
+        "best_member_test_accuracy": ens["best_member_accuracy"],
+        "average_member_test_accuracy": ens["average_member_accuracy"],
+        "train_seconds": sum(r["train_seconds"] for r in results),
+        "run_dir": str(root),
+    }
+    write_text_atomic(root / "result.json", json.dumps(summary, indent=2) + "\n")
+    return summary
