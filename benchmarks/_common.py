@@ -49,3 +49,12 @@ def markdown_table(rows: list[dict]) -> str:
 def print_table(rows: list[dict]) -> None:
     print(f"machine: {machine()}, torch {torch.__version__}")
     print(markdown_table(rows), flush=True)
+
+
+def write_result(path: str | Path, result: dict, *, echo_json: bool = False) -> Path:
+    """Write ``result`` as JSON (atomically) to ``path``; with ``echo_json`` also print it as one line."""
+    path = Path(path)
+    write_text_atomic(path, json.dumps(result, indent=2) + "\n")
+    if echo_json:
+        print(json.dumps(result))
+    return path

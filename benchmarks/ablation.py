@@ -22,8 +22,6 @@ members are reused, so an interrupted ablation continues where it stopped.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
@@ -31,7 +29,9 @@ from pathlib import Path
 
 import torch
 
-from deeper.fileio import write_text_atomic
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, write_result  # noqa: E402
+
 from deeper.train import TrainConfig
 from deeper.train.ensemble import train_ensemble
 
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
         )
     result = {
         "benchmark": "ablation",
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": machine(),
         "torch": torch.__version__,
         "data": args.data,
         "model": args.model,
@@ -113,9 +113,7 @@ def main(argv=None) -> int:
     for r in table:
         spread = f" +- {r['std']:.4f}" if r["std"] is not None else ""
         print(f"{r['row']:38s} {r['test_accuracy']:13.4f}  {100 * (1 - r['test_accuracy']):5.2f}%{spread}")
-    write_text_atomic(args.output, json.dumps(result, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(result))
+    write_result(args.output, result, echo_json=args.json)
     return 0
 
 

@@ -23,8 +23,6 @@ reported too.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
@@ -32,7 +30,9 @@ from pathlib import Path
 
 import torch
 
-from deeper.fileio import write_text_atomic
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, write_result  # noqa: E402
+
 from deeper.train import LoopState, TrainConfig, build_run, train_one_epoch
 
 HERE = Path(__file__).resolve().parent
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     cfg = runs["none"].cfg
     result = {
         "benchmark": "augment_throughput",
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": machine(),
         "torch": torch.__version__,
         "data": args.data,
         "model": cfg.model,
@@ -138,9 +138,7 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"{r['name']:8s} {r['img_per_s']:8.0f} {r['ratio']:6.2f} {r['slowdown_percent']:6.1f}% "
               f"{r['transform_ms_per_batch']:13.2f}")  # fmt: skip
-    write_text_atomic(args.output, json.dumps(result, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(result))
+    write_result(args.output, result, echo_json=args.json)
     return 0
 
 

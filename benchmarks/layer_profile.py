@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+import yaml  # noqa: E402
 from _common import RESULTS, save  # noqa: E402
 
 from deeper.accel.profile import CATEGORIES, plot_profile, profile_forward  # noqa: E402
@@ -51,14 +52,19 @@ def main(argv=None) -> int:
     p.add_argument(
         "--train-steps", type=int, default=3, help="figure 8-15: timed training steps per device (0: skip)"
     )
+    p.add_argument(
+        "--model-arg", action="append", default=[], metavar="KEY=VALUE", help="model option, e.g. lrn=false"
+    )
     p.add_argument("--output")
     args = p.parse_args(argv)
+    kwargs = {k: yaml.safe_load(v) for k, v in (a.split("=", 1) for a in args.model_arg)}
 
     c, h, w = get_model_entry(args.model).default_input
     torch.backends.cudnn.benchmark = True
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     result = {
         "model": args.model,
+        "model_kwargs": kwargs,
         "batch_size": args.batch_size,
         "input": [c, h, w],
         "profiles": {},
@@ -66,10 +72,12 @@ def main(argv=None) -> int:
     }
     for dev in devices:
         torch.manual_seed(0)
-        model = create_model(args.model, num_classes=1000 if h >= 224 else 10, in_chans=c).to(dev)
+        model = create_model(args.model, num_classes=1000 if h >= 224 else 10, in_chans=c, **kwargs).to(dev)
         x = torch.rand(args.batch_size, c, h, w, device=dev)
         r = profile_forward(model, x, repeats=args.repeats)
-        png = RESULTS / f"layer_profile_{args.model}_{dev}.png"
+        png = (
+            RESULTS / f"layer_profile_{args.model}{''.join(f'_{k}-{v}' for k, v in kwargs.items())}_{dev}.png"
+        )
         plot_profile(
             r, png, title=f"{args.model}: forward time per layer type, {dev}, batch {args.batch_size}"
         )

@@ -15,8 +15,6 @@ Writes ``benchmarks/results/recipes.json`` and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -24,7 +22,9 @@ from pathlib import Path
 
 import torch
 
-from deeper.fileio import write_text_atomic
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, write_result  # noqa: E402
+
 from deeper.train import TrainConfig, fit
 
 HERE = Path(__file__).resolve().parent
@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     p.add_argument("--only", help=f"comma-separated subset of: {', '.join(RUNS)}")
     p.add_argument("--output", default=str(HERE / "results" / "recipes.json"))
     p.add_argument("--json", action="store_true", help="print the results as one JSON line on stdout")
+    p.add_argument("--keep", metavar="DIR", help="keep the runs (weights, logs) in DIR/NAME [discarded]")
     args = p.parse_args(argv)
     names = args.only.split(",") if args.only else list(RUNS)
     unknown = [n for n in names if n not in RUNS]
@@ -51,6 +52,7 @@ def main(argv=None) -> int:
         p.error(f"unknown run(s): {', '.join(unknown)}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = args.keep or tmp
         for name in names:
             cfg = TrainConfig(
                 data="mnist",
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
     summary = {"fast_mean_test_accuracy": statistics.mean(fast) if fast else None, "fast_seeds": len(fast)}
     result = {
         "benchmark": "recipes",
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": machine(),
         "torch": torch.__version__,
         "rows": rows,
         **summary,
@@ -103,9 +105,7 @@ def main(argv=None) -> int:
         )
     if fast:
         print(f"fast recipe, mean of {len(fast)} seeds: {summary['fast_mean_test_accuracy']:.4f}")
-    write_text_atomic(args.output, json.dumps(result, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(result))
+    write_result(args.output, result, echo_json=args.json)
     return 0
 
 

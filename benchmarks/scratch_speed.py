@@ -27,8 +27,6 @@ Writes ``benchmarks/results/scratch_speed.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
@@ -39,10 +37,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import machine, write_result  # noqa: E402
 from book_style import BookDeepConvNet  # noqa: E402
 
 from deeper.data import load_dataset  # noqa: E402
-from deeper.fileio import write_text_atomic  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BOOK_IMG_S = 160.0  # the book's NumPy DeepConvNet, float64, batch 100, Adam, quiet 2-core CPU (issue 5)
@@ -136,8 +134,7 @@ def main(argv=None) -> int:
     ]
     result = {
         "benchmark": "scratch_speed",
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"NumPy's BLAS: {'; '.join(blas) or 'unknown'}",
+        "machine": f"{machine()}, NumPy's BLAS: {'; '.join(blas) or 'unknown'}",
         "numpy": np.__version__,
         "torch": torch.__version__,
         "batch_size": args.batch_size,
@@ -162,9 +159,7 @@ def main(argv=None) -> int:
     for row in result["rows"]:
         here = f"{row['vs_book_measured']:.2f}x" if row["vs_book_measured"] else "-"
         print(f"{row['name']:14s} {row['img_per_s']:8.0f} {row['vs_book_160']:9.2f}x {here:>11s}")
-    write_text_atomic(args.output, json.dumps(result, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(result))
+    write_result(args.output, result, echo_json=args.json)
     return 0
 
 

@@ -20,8 +20,6 @@ training time until the first epoch whose test accuracy reaches ``--target``.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +30,10 @@ from deeper.data import DataSources, load_dataset
 from deeper.data.dataset import split_indices
 from deeper.data.files import read_content
 from deeper.data.mnist import MNIST_SOURCE
-from deeper.fileio import write_text_atomic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, write_result  # noqa: E402
+
 from deeper.runtime import seed_everything
 from deeper.train import LoopState, TrainConfig, build_run, evaluate, train_one_epoch
 from deeper.train.run import default_val_size
@@ -166,7 +167,7 @@ def main(argv=None) -> int:
         r["speedup_vs_baseline"] = r["img_per_s"] / ref["img_per_s"] if ref else None
     result = {
         "benchmark": "time_to_accuracy",
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": machine(),
         "torch": torch.__version__,
         "recipe": {
             k: base.to_dict()[k] for k in ("recipe", "optimizer", "lr", "batch_size", "epochs", "schedule")
@@ -183,9 +184,7 @@ def main(argv=None) -> int:
         tt = f"{r['seconds_to_target']:.1f}" if r["seconds_to_target"] is not None else "-"
         sp = f"{r['speedup_vs_baseline']:.2f}x" if r["speedup_vs_baseline"] else "-"
         print(f"{r['name']:12s} {r['img_per_s']:8.0f} {sp:>8s} {r['train_seconds']:8.1f} {acc:>9s} {tt:>10s}")
-    write_text_atomic(args.output, json.dumps(result, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(result))
+    write_result(args.output, result, echo_json=args.json)
     return 0
 
 

@@ -21,8 +21,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,7 +29,9 @@ from pathlib import Path
 
 import torch
 
-from deeper.fileio import write_text_atomic
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, write_result  # noqa: E402
+
 from deeper.train import TrainConfig, fit
 
 HERE = Path(__file__).resolve().parent
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
             )
     result = {
         "benchmark": "transfer",
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": machine(),
         "torch": torch.__version__,
         "model": args.model,
         "pretrained": args.pretrained or "MNIST, fast recipe",
@@ -141,9 +141,7 @@ def main(argv=None) -> int:
     )
     for s in summary:
         print(f"{s['target']:14s} {s['mode']:9s} {100 * s['mean']:>35.2f}% +- {100 * s['std']:.2f}")
-    write_text_atomic(args.output, json.dumps(result, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(result))
+    write_result(args.output, result, echo_json=args.json)
     return 0
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,10 @@ import torch
 from deeper.analysis.summary import human, summarize
 from deeper.data import BatchLoader
 from deeper.errors import DivergedError
-from deeper.fileio import write_text_atomic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, write_result  # noqa: E402
+
 from deeper.models import count_parameters
 from deeper.train import LoopState, TrainConfig, build_run, evaluate, train_one_epoch
 
@@ -146,7 +148,7 @@ def main(argv=None) -> int:
     }  # fmt: skip
     result = {
         "benchmark": "zoo",
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": machine(),
         "torch": torch.__version__,
         "recipe": recipe,
         "command": " ".join(["python", "benchmarks/zoo.py", *(argv if argv is not None else sys.argv[1:])]),
@@ -168,10 +170,10 @@ def main(argv=None) -> int:
                 file=sys.stderr, flush=True,
             )  # fmt: skip
             result["wall_seconds"] = time.perf_counter() - started
-            write_text_atomic(out, json.dumps(result, indent=2) + "\n")
+            write_result(out, result)
     print()
     print_table(rows, datasets)
-    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     if args.json:
         print(json.dumps(result))
     return 0

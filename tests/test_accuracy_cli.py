@@ -1,25 +1,14 @@
 """The accuracy toolkit's commands: help, one-line errors, --json, and the new `deeper train` options."""
 
-import json
-
 import pytest
 import torch
+from helpers import last_json, run
 from PIL import Image
 
 from deeper.cli import main
 from deeper.models import create_model, save_weights
 
 COMMANDS = ["optimizers", "augment-preview", "ensemble", "cv"]
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
-
-
-def last_json(stdout):
-    return json.loads(stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)

@@ -1,6 +1,5 @@
 """The ``deeper`` command: help, errors (one line, no traceback), and --json for every subcommand."""
 
-import json
 import pickle
 import subprocess
 import sys
@@ -8,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import last_json, run
 from PIL import Image
 
 from deeper.cli import build_parser, main
@@ -16,16 +16,6 @@ from tests.test_book import random_book_params
 
 CORE = ["train", "eval", "predict", "misclassified", "convert-book-weights", "models", "datasets"]
 COMMANDS = sorted(build_parser().subcommands)  # every registered command gets the generic checks
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
-
-
-def last_json(stdout):
-    return json.loads(stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture

@@ -34,6 +34,21 @@ def test_the_schedules_of_the_issue_are_registered():
     assert {"constant", "step", "exponential", "cosine", "onecycle", "plateau"} <= set(list_schedules())
 
 
+def test_default_shapes_and_a_misspelt_name():
+    assert set(lrs("constant", lr=0.01)) == {0.01}
+    one = lrs("onecycle", lr=0.01)
+    peak = max(range(100), key=one.__getitem__)
+    assert 20 <= peak <= 30 and one[peak] == pytest.approx(0.01) and one[0] < 0.001 and one[-1] < 1e-5
+    with pytest.raises(ConfigError, match="did you mean cosine"):
+        create_schedule("cosin", None, 10)
+
+
+def test_tiny_runs_get_a_valid_schedule():
+    for name in ("onecycle", "cosine", "step", "exponential"):
+        out = lrs(name, 2, steps_per_epoch=1, lr=0.01)
+        assert all(0 <= v <= 0.01 + 1e-12 for v in out) and len(out) == 2
+
+
 def test_step_multiplies_by_gamma_every_n_epochs():
     out = lrs("step", 100, steps_per_epoch=10, every=3, gamma=0.5)
     for step, lr in enumerate(out):

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as TF
 import yaml
+from helpers import last_json, run
 from safetensors.torch import load_file
 from threadpoolctl import threadpool_limits
 
@@ -25,16 +26,6 @@ def _one_blas_thread():
     """Small matrix products are slower with several BLAS threads, badly so on a busy machine."""
     with threadpool_limits(1, user_api="blas"):
         yield
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
-
-
-def last_json(stdout):
-    return json.loads(stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")

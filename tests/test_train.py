@@ -16,7 +16,6 @@ from deeper.train import (
     LoopState,
     TrainConfig,
     create_optimizer,
-    create_schedule,
     fit,
     train_one_epoch,
 )
@@ -68,32 +67,6 @@ def test_optimizer_errors_are_helpful():
         create_optimizer("momentum", p, beta1=0.9)
     with pytest.raises(ConfigError, match="positive"):
         create_optimizer("sgd", p, lr=0)
-
-
-# ----------------------------------------------------------------- schedules
-
-
-def lrs(name, total=100):
-    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=0.01)
-    sched = create_schedule(name, opt, total)
-    out = []
-    for _ in range(total):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        if sched is not None:
-            sched.step()
-    return out
-
-
-def test_schedules_shape():
-    assert set(lrs("constant")) == {0.01}
-    cos = lrs("cosine")
-    assert cos[0] == pytest.approx(0.01) and cos[-1] < 1e-4 and all(a >= b for a, b in zip(cos, cos[1:]))
-    one = lrs("onecycle")
-    peak = max(range(100), key=one.__getitem__)
-    assert 20 <= peak <= 30 and one[peak] == pytest.approx(0.01) and one[0] < 0.001 and one[-1] < 1e-5
-    with pytest.raises(ConfigError, match="did you mean cosine"):
-        create_schedule("cosin", None, 10)
 
 
 # ----------------------------------------------------------------- task and loop

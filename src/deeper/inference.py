@@ -71,17 +71,25 @@ def evaluate_weights(
     start = time.perf_counter()
     metrics = evaluate(net, ClassificationTask(), loader)
     seconds = time.perf_counter() - start
+    return evaluation_result(meta, model, weights, data, split, dtype, len(ds), metrics, seconds, str(dev))
+
+
+def evaluation_result(
+    meta: dict, model, weights, data: str, split: str, dtype: str, images: int, metrics: dict,
+    seconds: float, device: str,
+) -> dict:  # fmt: skip
+    """The object ``deeper eval --json`` prints (the same for both engines)."""
     return {
         "model": meta.get("model", model),
         "weights": str(weights),
         "data": data,
         "split": split,
         "dtype": dtype,
-        "images": len(ds),
+        "images": images,
         "test_accuracy" if split == "test" else f"{split}_accuracy": metrics["accuracy"],
         "loss": metrics["loss"],
         "seconds": seconds,
-        "device": str(dev),
+        "device": device,
     }
 
 

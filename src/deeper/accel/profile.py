@@ -14,6 +14,7 @@ import os
 
 import torch
 from torch import nn
+from torch.autograd import DeviceType
 
 CATEGORIES = ("conv", "pool", "fc", "norm", "relu", "other")
 _MARK = "deeper_layer::"
@@ -96,6 +97,8 @@ def profile_forward(model: nn.Module, x: torch.Tensor, *, repeats: int = 5, warm
     for ev in prof.events():
         if ev.name.startswith(_MARK):
             continue
+        if cuda and ev.device_type != DeviceType.CPU:
+            continue  # a kernel: its time is counted through the operator that launched it
         us = ev.self_device_time_total if cuda else ev.self_cpu_time_total
         if not us:
             continue

@@ -59,10 +59,14 @@ def meta_int(meta: dict[str, str], key: str) -> int | None:
         return None
 
 
-def model_from_weights(
+def read_model_spec(
     path: str | os.PathLike, name: str | None = None, **overrides
-) -> tuple[nn.Module, dict[str, str]]:
-    """Rebuild a model from a weights file; ``name`` (if given) must agree with the file's metadata."""
+) -> tuple[str, dict, dict[str, torch.Tensor], dict[str, str]]:
+    """``(model name, constructor kwargs, state dict, metadata)`` recorded in a weights file.
+
+    ``name`` (if given) must agree with the file's metadata; ``overrides`` replace
+    recorded constructor options.  Shared by both engines' loaders.
+    """
     state, meta = load_weights(path)
     recorded = meta.get("model")
     if name is None:
@@ -80,6 +84,14 @@ def model_from_weights(
         except (ValueError, TypeError):
             raise CheckpointError(f"{path}: unreadable model_kwargs in the file's metadata") from None
     kwargs.update(overrides)
+    return name, kwargs, state, meta
+
+
+def model_from_weights(
+    path: str | os.PathLike, name: str | None = None, **overrides
+) -> tuple[nn.Module, dict[str, str]]:
+    """Rebuild a model from a weights file; ``name`` (if given) must agree with the file's metadata."""
+    name, kwargs, state, meta = read_model_spec(path, name, **overrides)
     model = create_model(name, **kwargs)
     try:
         model.load_state_dict(state)

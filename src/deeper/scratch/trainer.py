@@ -483,26 +483,9 @@ def _finish(run: ScratchRun, state: LoopState, run_dir: Path, logger, stopped: s
 
 def net_from_weights(path, name: str | None = None, *, dtype="float32", engine: str = "numpy", **overrides):
     """``(network, metadata)`` rebuilt from a deeper weights file (written by either engine)."""
-    from deeper.errors import CheckpointError
-    from deeper.models.weights import load_weights, meta_int
+    from deeper.models.weights import read_model_spec
 
-    state, meta = load_weights(path)
-    recorded = meta.get("model")
-    if name is None:
-        if recorded is None:
-            raise ConfigError(f"{path}: no model name in the file's metadata; pass --model")
-        name = recorded
-    elif recorded is not None and recorded != name:
-        raise ConfigError(f"{path} holds weights for model {recorded!r}, not {name!r}")
-    kwargs = {"num_classes": meta_int(meta, "num_classes") or 10, "in_chans": meta_int(meta, "in_chans") or 1}
-    if (img := meta_int(meta, "img_size")) is not None:
-        kwargs["img_size"] = img
-    if "model_kwargs" in meta:
-        try:
-            kwargs.update(json.loads(meta["model_kwargs"]))
-        except (ValueError, TypeError):
-            raise CheckpointError(f"{path}: unreadable model_kwargs in the file's metadata") from None
-    kwargs.update(overrides)
+    name, kwargs, state, meta = read_model_spec(path, name, **overrides)
     net = create_net(name, dtype=dtype, xp=array_module(engine), **kwargs)
     net.load_state_dict(state, source=str(path))
     return net.eval(), meta
@@ -520,7 +503,7 @@ def evaluate_weights_scratch(
     engine: str = "numpy",
 ) -> dict:
     """What :func:`deeper.inference.evaluate_weights` returns, computed by the scratch engine."""
-    from deeper.inference import check_compatible
+    from deeper.inference import check_compatible, evaluation_result
 
     net, meta = net_from_weights(weights, model, dtype=dtype, engine=engine)
     check_compatible(meta, data, weights)
@@ -528,16 +511,8 @@ def evaluate_weights_scratch(
     tdtype = TORCH_DTYPES[parse_dtype(dtype).name]
     start = time.perf_counter()
     metrics = evaluate_net(net, BatchLoader(ds, batch_size, dtype=tdtype))
-    return {
-        "model": meta.get("model", model),
-        "weights": str(weights),
-        "data": data,
-        "split": split,
-        "dtype": dtype,
-        "images": len(ds),
-        "test_accuracy" if split == "test" else f"{split}_accuracy": metrics["accuracy"],
-        "loss": metrics["loss"],
-        "seconds": time.perf_counter() - start,
-        "device": "cuda (cupy)" if get_xp(next(iter(net.params.values()))) is not np else "cpu (numpy)",
-        "engine": engine,
+    seconds = time.perf_counter() - start
+    device = "cuda (cupy)" if get_xp(next(iter(net.params.values()))) is not np else "cpu (numpy)"
+    return evaluation_result(meta, model, weights, data, split, dtype, len(ds), metrics, seconds, device) | {
+        "engine": engine
     }
