@@ -1,4 +1,4 @@
-"""Helpers shared by the test modules (imported as ``from helpers import ...``)."""
+"""Helpers shared by the test modules (``from tests.helpers import ...``)."""
 
 from __future__ import annotations
 

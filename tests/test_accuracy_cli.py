@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from helpers import last_json, run
 from PIL import Image
 
 from deeper.cli import main
 from deeper.models import create_model, save_weights
+from tests.helpers import last_json, run
 
 COMMANDS = ["optimizers", "augment-preview", "ensemble", "cv"]
 

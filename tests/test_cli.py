@@ -7,11 +7,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import last_json, run
 from PIL import Image
 
 from deeper.cli import build_parser, main
 from deeper.models import create_model, save_weights
+from tests.helpers import last_json, run
 from tests.test_book import random_book_params
 
 CORE = ["train", "eval", "predict", "misclassified", "convert-book-weights", "models", "datasets"]

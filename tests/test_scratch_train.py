@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as TF
 import yaml
-from helpers import last_json, run
 from safetensors.torch import load_file
 from threadpoolctl import threadpool_limits
 
@@ -19,6 +18,7 @@ from deeper.models import create_model, load_weights
 from deeper.scratch import create_net, create_optimizer, cupy_available
 from deeper.scratch.trainer import ScheduleDriver, fit_scratch, train_step
 from deeper.train import TrainConfig, create_schedule
+from tests.helpers import last_json, run
 
 
 @pytest.fixture(autouse=True)
