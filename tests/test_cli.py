@@ -205,3 +205,17 @@ def test_train_json_reports_accuracy_and_seconds(tmp_path, capsys):
 def test_console_script_entry_point():
     r = subprocess.run([sys.executable, "-m", "deeper", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("deeper ")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["profile", "--model", "lenet5", "-o", "chart.jpg"],
+        ["augment-preview", "--data", "digits", "-o", "grid.jpg"],
+        ["summary", "lenet5", "--plot", "bars.jpg"],
+    ],
+)
+def test_png_outputs_are_checked_the_same_way(argv, capsys):
+    code, _, err = run(capsys, *argv)
+    assert code == 1 and "must be a .png file" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -63,6 +63,15 @@ def _jsonable(obj):
     return obj
 
 
+def png_output(path: str, flag: str = "--output") -> str:
+    """``path`` when it names a PNG file; else a one-line :class:`ConfigError` naming ``flag``."""
+    from deeper.errors import ConfigError
+
+    if not path.lower().endswith(".png"):
+        raise ConfigError(f"{flag} {path!r} must be a .png file")
+    return path
+
+
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object as the last line of stdout"

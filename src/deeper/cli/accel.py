@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from deeper.cli import add_data_dir, add_json, command
+from deeper.cli import add_data_dir, add_json, command, png_output
 from deeper.errors import ConfigError
 
 
@@ -98,8 +98,7 @@ def configure_prune(p: argparse.ArgumentParser) -> None:
 def run_prune(args, out) -> dict:
     from deeper.accel.prune import sparsity_curve
 
-    if not args.output.lower().endswith(".png"):
-        raise ConfigError(f"output {args.output!r} must be a .png file")
+    png_output(args.output)
     r = sparsity_curve(
         args.weights, args.data, methods=[m.strip() for m in args.method.split(",") if m.strip()],
         sparsities=args.sparsities, finetune_steps=args.finetune_steps, model=args.model,
@@ -193,14 +192,6 @@ def run_export(args, out) -> dict:
     return r
 
 
-def _input_shape(text: str) -> tuple[int, int, int]:
-    try:
-        c, h, w = (int(v) for v in text.lower().replace("x", ",").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected C,H,W (e.g. 3,224,224), got {text!r}") from None
-    return c, h, w
-
-
 @command(
     "profile", "share of forward time per layer type (conv, pool, fc, norm, relu): the book's figure 8-14"
 )
@@ -209,7 +200,9 @@ def configure_profile(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights", metavar="FILE", help="trained weights (timing does not depend on them) [random init]"
     )
-    p.add_argument("--input", type=_input_shape, metavar="C,H,W", help="input shape [the model's default]")
+    p.add_argument(
+        "--input", metavar="CxHxW", help="input shape, e.g. 3x224x224 or 3,224,224 [the model's default]"
+    )
     p.add_argument(
         "--num-classes",
         type=int,
@@ -231,15 +224,16 @@ def run_profile(args, out) -> dict:
     import torch
 
     from deeper.accel.profile import CATEGORIES, plot_profile, profile_forward
+    from deeper.analysis.summary import parse_shape
     from deeper.models import create_model, get_model_entry, model_from_weights
     from deeper.runtime import resolve_device
 
     if args.batch_size < 1 or args.repeats < 1:
         raise ConfigError("--batch-size and --repeats must be at least 1")
-    if args.output and not args.output.lower().endswith(".png"):
-        raise ConfigError(f"output {args.output!r} must be a .png file")
+    if args.output:
+        png_output(args.output)
     entry = get_model_entry(args.model)
-    c, h, w = args.input or entry.default_input
+    c, h, w = parse_shape(args.input) if args.input else entry.default_input
     if args.weights:
         net, _ = model_from_weights(args.weights, args.model)
     else:

@@ -10,17 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deeper.cli import add_data_dir, add_json, command
+from deeper.cli import add_data_dir, add_json, command, png_output
 from deeper.errors import ConfigError
 
 S = argparse.SUPPRESS
 KWARG_OPTIONS = ("optimizer_kwargs", "schedule_kwargs")
-
-
-def _png(path: str, flag: str = "--output") -> str:
-    if not path.lower().endswith(".png"):
-        raise ConfigError(f"{flag} {path!r} must be a .png file")
-    return path
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
@@ -180,9 +174,9 @@ def run_optimizers(args, out) -> dict:
         raise ConfigError("--train-steps and --batch-size must be at least 1")
     from deeper.analysis.accuracy_plots import optimizer_loss_curves, optimizer_trajectories
 
-    result: dict = {"output": _png(args.output)}
+    result: dict = {"output": png_output(args.output)}
     if args.loss_curves:
-        _png(args.loss_curves, "--loss-curves")
+        png_output(args.loss_curves, "--loss-curves")
     result["trajectories"] = optimizer_trajectories(args.output, optimizers=names, steps=args.steps)
     out.line(f"trajectories of {len(names)} optimizers -> {args.output}")
     for fn, rows in result["trajectories"].items():
@@ -227,7 +221,7 @@ def run_augment_preview(args, out) -> dict:
     from deeper.data import load_dataset
     from deeper.data.augment import Augment, describe_augment, parse_augment
 
-    _png(args.output)
+    png_output(args.output)
     if not 1 <= args.images <= 100 or not 1 <= args.copies <= 30:
         raise ConfigError("--images must be in 1..100 and --copies in 1..30")
     ops = parse_augment(args.augment, args.data)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deeper.cli import add_data_dir, add_json, command
+from deeper.cli import add_data_dir, add_json, command, png_output
 
 
 def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
@@ -90,8 +90,7 @@ def run_misclassified(args, out) -> dict:
     from deeper.errors import ConfigError
     from deeper.inference import misclassified
 
-    if not args.output.lower().endswith(".png"):
-        raise ConfigError(f"output {args.output!r} must be a .png file")
+    png_output(args.output)
     if args.max < 1:
         raise ConfigError("--max must be at least 1")
     ds, wrong, pred = misclassified(

@@ -5,17 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from deeper.cli import add_data_dir, add_json, command
+from deeper.cli import add_data_dir, add_json, command, png_output
 
 S = argparse.SUPPRESS
-
-
-def _png(path: str) -> str:
-    from deeper.errors import ConfigError
-
-    if not path.lower().endswith(".png"):
-        raise ConfigError(f"output {path!r} must be a .png file")
-    return path
 
 
 # --- summary --------------------------------------------------------------------------------------------
@@ -59,7 +51,7 @@ def run_summary(args, out) -> dict:
     if args.num_classes is not None and args.num_classes < 1:
         raise ConfigError(f"--num-classes must be at least 1, got {args.num_classes}")
     if args.plot:
-        _png(args.plot)
+        png_output(args.plot)
     shape = parse_shape(args.input) if args.input else None
     s = summarize_registered(args.model, shape, num_classes=args.num_classes, **dict(args.model_kwargs))
     text = s.table()
@@ -125,7 +117,7 @@ def run_heatmap(args, out) -> dict:
     from deeper.models import convolutionalize
     from deeper.train.transfer import resolve_weights
 
-    _png(args.output)
+    png_output(args.output)
     rows, cols = _grid(args.grid)
     weights = resolve_weights(args.weights)
     net, meta = load_for_inference(weights, args.model, device=args.device)
