@@ -43,6 +43,17 @@ def _isolated_data(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def one_thread():
+    """Batch-1 and small-tensor work: one torch thread is as fast, and far faster on a busy machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def mnist_dir(monkeypatch) -> Path:
     if REAL_DATA is None:
         pytest.skip("real MNIST files not available (set DEEPER_DATA)")

@@ -8,17 +8,6 @@ from deeper.cli import main
 from deeper.models import create_model, save_weights
 from tests.helpers import last_json, run
 
-COMMANDS = ["optimizers", "augment-preview", "ensemble", "cv"]
-
-
-@pytest.mark.parametrize("cmd", COMMANDS)
-def test_help(cmd, capsys):
-    with pytest.raises(SystemExit) as e:
-        main([cmd, "--help"])
-    assert e.value.code == 0
-    out = capsys.readouterr().out
-    assert out.startswith(f"usage: deeper {cmd}") and "--json" in out and "example" in out
-
 
 def test_train_help_lists_the_accuracy_options(capsys):
     with pytest.raises(SystemExit):

@@ -1,6 +1,7 @@
 """The ``deeper`` command: help, errors (one line, no traceback), and --json for every subcommand."""
 
 import pickle
+import shlex
 import subprocess
 import sys
 
@@ -48,6 +49,20 @@ def test_help(cmd, capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: deeper {cmd}") and "--json" in out
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_help_examples_parse(cmd):
+    """Every command's --help ends with at least one example, and each example is a valid command line."""
+    parser = build_parser()
+    text = parser.subcommands[cmd].format_help()
+    assert "example" in text
+    examples = [
+        ln.strip() for ln in text.split("example", 1)[1].splitlines() if ln.strip().startswith("deeper ")
+    ]
+    assert examples
+    for line in examples:
+        parser.parse_args(shlex.split(line.split("#")[0])[1:])  # SystemExit on a bad example
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)

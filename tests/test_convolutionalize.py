@@ -15,13 +15,7 @@ from tests.test_zoo import ZOO
 CNNS = [n for n in ZOO if n != "vit-tiny"] + ["deep-convnet"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Batch-1 and small-tensor work: one thread is as fast, and far faster on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_the_notes_example_32x10x10_to_100():

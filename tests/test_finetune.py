@@ -12,14 +12,7 @@ from deeper.models import create_model, load_weights, save_weights
 from deeper.train import TrainConfig, fit
 from deeper.train.transfer import freeze_features, load_pretrained, resolve_weights
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Batch-1 and small-tensor work: one thread is as fast, and far faster on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _save(model: nn.Module, path, name: str, in_chans=1, img_size=28, **extra):

@@ -17,14 +17,7 @@ from deeper.analysis.summary import (
 from deeper.errors import ConfigError
 from deeper.models.googlenet import Inception
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Batch-1 and small-tensor work: one thread is as fast, and far faster on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- convolution arithmetic (notes 004) -------------------------------------------------------------

@@ -80,6 +80,9 @@ def run_quantize(args, out) -> dict:
 
 @command("prune", "prune trained weights at several sparsities and plot accuracy against sparsity")
 def configure_prune(p: argparse.ArgumentParser) -> None:
+    p.epilog = (
+        "example:\n  deeper prune --weights runs/mnist/model.safetensors --data mnist -o pruning.png --json"
+    )
     _weights_args(p)
     p.add_argument("--data", default="mnist", help="dataset to score on (test split)")
     add_data_dir(p)
@@ -116,6 +119,7 @@ def run_prune(args, out) -> dict:
 
 @command("distill", "train a small student from a trained teacher and compare with the student trained alone")
 def configure_distill(p: argparse.ArgumentParser) -> None:
+    p.epilog = "example:\n  deeper distill --teacher runs/mnist/model.safetensors --student mlp --data mnist --subset 5000"
     from deeper.cli.train import _kv
 
     p.add_argument("--teacher", required=True, metavar="FILE", help="the teacher's .safetensors weights")
@@ -155,6 +159,7 @@ def run_distill(args, out) -> dict:
 
 @command("export", "export trained weights to ONNX and check onnxruntime against PyTorch")
 def configure_export(p: argparse.ArgumentParser) -> None:
+    p.epilog = "example:\n  deeper export --weights runs/mnist/model.safetensors -o model.onnx --json"
     _weights_args(p)
     p.add_argument("--data", help="dataset whose test images check parity [the one recorded in the weights]")
     add_data_dir(p)
@@ -196,6 +201,7 @@ def run_export(args, out) -> dict:
     "profile", "share of forward time per layer type (conv, pool, fc, norm, relu): the book's figure 8-14"
 )
 def configure_profile(p: argparse.ArgumentParser) -> None:
+    p.epilog = "example:\n  deeper profile --model alexnet -o alexnet.png          # the book's figure 8-14"
     p.add_argument("--model", default="deep-convnet", help="registered model name (see `deeper models`)")
     p.add_argument(
         "--weights", metavar="FILE", help="trained weights (timing does not depend on them) [random init]"

@@ -9,6 +9,7 @@ from deeper.cli import add_data_dir, add_json, command
 
 @command("models", "list the registered models with their parameter counts")
 def configure_models(p: argparse.ArgumentParser) -> None:
+    p.epilog = "example:\n  deeper models 'res*' --json"
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'res*'")
     add_json(p)
     p.set_defaults(run=run_models)
@@ -52,6 +53,7 @@ def run_models(args, out) -> dict:
 
 @command("datasets", "list the registered datasets and where each one was found")
 def configure_datasets(p: argparse.ArgumentParser) -> None:
+    p.epilog = "example:\n  deeper datasets --data-dir ../shared/datasets"
     add_data_dir(p)
     add_json(p)
     p.set_defaults(run=run_datasets)

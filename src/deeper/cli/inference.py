@@ -19,6 +19,9 @@ def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
 
 @command("eval", "evaluate trained weights on a dataset's test split, in a chosen precision")
 def configure_eval(p: argparse.ArgumentParser) -> None:
+    p.epilog = (
+        "example:\n  deeper eval --weights runs/mnist/model.safetensors --data mnist --dtype float16 --json"
+    )
     from deeper.inference import DTYPES
 
     _common(p)
@@ -57,6 +60,7 @@ def run_eval(args, out) -> dict:
 
 @command("predict", "classify image files (PNG/JPG, any size; digits are prepared as MNIST was)")
 def configure_predict(p: argparse.ArgumentParser) -> None:
+    p.epilog = "example:\n  deeper predict --weights runs/mnist/model.safetensors digit.png --top 3"
     _common(p, data=False)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--top", type=int, default=3, help="how many classes to show per image")
@@ -77,6 +81,9 @@ def run_predict(args, out) -> dict:
 
 @command("misclassified", "draw the test images a model gets wrong (the book's figure 8-2)")
 def configure_misclassified(p: argparse.ArgumentParser) -> None:
+    p.epilog = (
+        "example:\n  deeper misclassified --weights runs/mnist/model.safetensors --data mnist -o wrong.png"
+    )
     _common(p)
     p.add_argument("-o", "--output", required=True, metavar="FILE.png", help="where to write the gallery")
     p.add_argument("--max", type=int, default=100, help="draw at most this many images")
@@ -118,6 +125,9 @@ def run_misclassified(args, out) -> dict:
 
 @command("convert-book-weights", "import the book's deep_convnet_params.pkl into a .safetensors file")
 def configure_convert(p: argparse.ArgumentParser) -> None:
+    p.epilog = (
+        "example:\n  deeper convert-book-weights deep_convnet_params.pkl --trust-pickle -o book.safetensors"
+    )
     p.add_argument("pickle", metavar="FILE.pkl", help="the book's parameter pickle")
     p.add_argument(
         "--trust-pickle",
