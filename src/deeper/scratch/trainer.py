@@ -35,7 +35,7 @@ from deeper.scratch.backend import array_module, get_xp, parse_dtype, to_numpy
 from deeper.scratch.functions import cross_entropy
 from deeper.scratch.nets import Sequential, create_net
 from deeper.scratch.optim import Optimizer, create_optimizer
-from deeper.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from deeper.train.checkpoint import load_checkpoint, save_checkpoint
 from deeper.train.config import TrainConfig
 from deeper.train.loop import LoopState
 
@@ -279,12 +279,9 @@ def fit_scratch(cfg: TrainConfig, *, resume: bool = False, log=notice) -> dict:
     _check_supported(cfg)
     array_module(cfg.engine)  # CuPy/GPU missing: one line, before any data is loaded
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    if resume:
-        ckpt_path = latest_checkpoint(run_dir)
-    elif (run_dir / "checkpoints" / "latest").exists():
-        raise ConfigError(
-            f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out"
-        )
+    from deeper.train.fit import checkpoint_to_resume, interrupted
+
+    ckpt_path = checkpoint_to_resume(run_dir, resume)
     started = time.perf_counter()
     run = ScratchRun(cfg)
     from deeper.train.callbacks import callbacks_for
@@ -365,11 +362,7 @@ def fit_scratch(cfg: TrainConfig, *, resume: bool = False, log=notice) -> dict:
     except KeyboardInterrupt:
         checkpoint()
         logger.close()
-        from deeper.train.fit import Interrupted
-
-        raise Interrupted(
-            f"interrupted at step {state.global_step}; checkpoint saved. Resume with: deeper train --resume {run_dir}"
-        ) from None
+        raise interrupted(state, run_dir) from None
     except BaseException:
         logger.close()
         raise

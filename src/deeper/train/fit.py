@@ -50,12 +50,7 @@ def fit(
     if world is not None and not world.is_main:
         log = lambda message: None  # noqa: E731 (only rank 0 talks and writes)
     run_dir = Path(cfg.out) if cfg.out else Path(broadcast_object(str(default_run_dir(cfg))))
-    if resume:
-        ckpt_path = latest_checkpoint(run_dir)
-    elif (run_dir / "checkpoints" / "latest").exists():
-        raise ConfigError(
-            f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out"
-        )
+    ckpt_path = checkpoint_to_resume(run_dir, resume)
     started = time.perf_counter()
     run = build_run(cfg)
     cbs = callbacks_for(cfg) + list(callbacks or [])
@@ -161,9 +156,7 @@ def fit(
     except KeyboardInterrupt:
         checkpoint()
         logger.close()
-        raise Interrupted(
-            f"interrupted at step {state.global_step}; checkpoint saved. Resume with: deeper train --resume {run_dir}"
-        ) from None
+        raise interrupted(state, run_dir) from None
     except BaseException:
         logger.close()
         raise
@@ -171,6 +164,24 @@ def fit(
     for cb in cbs:
         cb.on_fit_end(run, state)
     return _finish(run, state, run_dir, logger, stop[0] if stop else "completed", n_params, started)
+
+
+def checkpoint_to_resume(run_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint a resumed run starts from; ``None`` for a new run, which must not overwrite one."""
+    if resume:
+        return latest_checkpoint(run_dir)
+    if (run_dir / "checkpoints" / "latest").exists():
+        raise ConfigError(
+            f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out"
+        )
+    return None
+
+
+def interrupted(state: LoopState, run_dir: Path) -> Interrupted:
+    """The error a Ctrl-C becomes once the checkpoint is saved (it says how to resume)."""
+    return Interrupted(
+        f"interrupted at step {state.global_step}; checkpoint saved. Resume with: deeper train --resume {run_dir}"
+    )
 
 
 def _restore(run: Run, cbs: list[Callback], path: Path) -> LoopState:
