@@ -14,7 +14,7 @@ S = argparse.SUPPRESS
 
 # Options that may differ from the saved configuration when resuming a run.
 RESUMABLE = {"epochs", "max_steps", "device", "progress", "checkpoint_every", "tensorboard", "data_dir"}
-RESUMABLE |= {"nproc", "max_restarts", "compile"}  # speed options that do not change the run's recipe
+RESUMABLE |= {"nproc", "max_restarts", "compile", "cuda_graphs"}  # speed options that do not change the run's recipe
 
 
 def _kv(text: str) -> tuple[str, object]:
@@ -128,6 +128,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--compile", action=argparse.BooleanOptionalAction, default=S,
         help="torch.compile the model (falls back to eager with a notice where unsupported) [off]",
+    )  # fmt: skip
+    s.add_argument(
+        "--cuda-graphs", action=argparse.BooleanOptionalAction, default=S,
+        help="on a GPU, capture forward+backward once as a CUDA graph and replay it every step "
+        "(for small, launch-bound models; ignored with a notice on the CPU) [off]",
     )  # fmt: skip
     s.add_argument(
         "--nproc", type=int, default=S, metavar="N",

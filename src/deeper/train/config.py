@@ -60,6 +60,7 @@ class TrainConfig:
     # speed (issue 6; see docs/speed.md)
     amp: str = "off"  # off, bf16 or fp16: autocast (+ grad scaler for fp16)
     compile: bool = False  # torch.compile the model (falls back to eager with a notice)
+    cuda_graphs: bool = False  # replay forward+backward as a captured CUDA graph (deeper.accel.graphs)
     nproc: int = 1  # data-parallel processes launched by `deeper train --nproc` (torchrun)
     max_restarts: int = 0  # with --nproc: restarts after a failure, resuming from the last checkpoint
     # accuracy toolkit (issue 4; see docs/accuracy.md).  None: from the recipe, else off.
@@ -126,6 +127,8 @@ class TrainConfig:
             raise ConfigError(
                 f"--nproc must be >= 1 and --max-restarts >= 0, got {self.nproc}, {self.max_restarts}"
             )
+        if self.cuda_graphs and self.compile:
+            raise ConfigError("--cuda-graphs and --compile both change how steps launch; choose one")
         if self.val_size is not None and self.val_size < 0:
             raise ConfigError(f"--val-size must be >= 0, got {self.val_size}")
         self._check_accuracy_options()

@@ -141,7 +141,7 @@ def fit(
                 )
             dt, dn = state.train_seconds - t0, state.train_samples - s0
             row.update(
-                lr=run.optimizer.param_groups[0]["lr"],
+                lr=float(run.optimizer.param_groups[0]["lr"]),
                 epoch_seconds=dt,
                 img_per_s=dn * run.world_size / dt if dt else math.nan,
             )

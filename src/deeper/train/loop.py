@@ -67,6 +67,8 @@ class Updater:
         #: mixed precision (a :class:`deeper.accel.amp.AmpPolicy`; ``None``: float32)
         self.amp = amp
         self.scaler = amp.make_scaler() if amp is not None else None  # fp16 only
+        #: free the gradients between steps (off where they must stay put, as in a CUDA graph's pool)
+        self.grads_to_none = True
 
     def state_dict(self) -> dict:
         return {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
@@ -85,7 +87,7 @@ class Updater:
                 f"(epoch {state.epoch + 1}, batch {state.step_in_epoch + 1}); "
                 "try a lower learning rate or gradient clipping"
             )
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=self.grads_to_none)
         if self.scaler is None:
             out.loss.backward()
         else:  # fp16: scale the loss, then unscale so .grad holds the true gradients
@@ -103,6 +105,9 @@ class Updater:
         if self.scheduler is not None:
             self.scheduler.step()
         return out
+
+    def end_epoch(self, state: LoopState) -> None:
+        """Called after the last step of each epoch (a place for deferred checks; nothing here)."""
 
 
 @torch.no_grad()
@@ -166,6 +171,7 @@ def train_one_epoch(
                 bar.set_postfix(task.summarize(meter.totals(), meter.count), refresh=False)
             if on_step is not None and on_step(state):
                 break
+        updater.end_epoch(state)
     finally:
         state.train_seconds += time.perf_counter() - start
         state.epoch_sums, state.epoch_count = meter.totals(), meter.count

@@ -149,6 +149,15 @@ def build_run(cfg: TrainConfig) -> Run:
         warmup_steps=round((cfg.warmup or 0) * len(train_loader)), **cfg.schedule_kwargs,
     )  # fmt: skip
     task = ClassificationTask(label_smoothing=cfg.label_smoothing)
+    amp = amp_policy(cfg.amp, device)
+    updater = None
+    if cfg.cuda_graphs:
+        from deeper.accel.graphs import make_graphed_updater
+
+        updater = make_graphed_updater(
+            optimizer, scheduler, amp=amp, device=device, clip_grad=cfg.clip_grad,
+            weight_noise=cfg.weight_noise, world_size=world.world_size if world is not None else 1,
+        )  # fmt: skip
     metadata = {
         "model": cfg.model,
         "num_classes": spec.num_classes,
@@ -174,7 +183,8 @@ def build_run(cfg: TrainConfig) -> Run:
         scheduler,
         total_steps,
         metadata,
-        amp=amp_policy(cfg.amp, device),
+        updater=updater,
+        amp=amp,
         ddp_model=wrap_ddp(model, world) if world is not None else None,
         rank=rank,
         world_size=world_size,
