@@ -370,3 +370,15 @@ def test_models_command_lists_the_zoo_with_comparable_counts(capsys):
     )
     assert (rows["resnet20"]["params"], rows["resnet20"]["classes"]) == (269_722, 10)
     assert rows["lenet5"]["params"] == 61_706
+
+
+def test_cifar_resnet_width_widens_every_stage():
+    wide = create_model("resnet20", num_classes=10, in_chans=1, img_size=28, width=4)
+    convs = [m.out_channels for m in wide.modules() if isinstance(m, nn.Conv2d)]
+    assert convs[0] == 64 and max(convs) == 256  # 16-32-64 times 4
+    # 3x3 convs hold almost all the weights: 4x the width gives nearly 16x the parameters
+    ratio = count_parameters(wide) / count_parameters(create_model("resnet20", in_chans=1, img_size=28))
+    assert 15 < ratio < 16
+    assert wide(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ConfigError, match="width"):
+        create_model("resnet20", width=0)

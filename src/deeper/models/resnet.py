@@ -244,15 +244,18 @@ def _register_cifar(depth: int, residual: bool) -> None:
         img_size: int | tuple[int, int] = 32,
         shortcut: str = "A",
         zero_init_residual: bool = False,
+        width: int = 1,
     ) -> ResNet:
+        if width < 1:
+            raise ConfigError(f"width must be a positive integer (a multiplier of 16-32-64), got {width}")
         return ResNet(
-            block="basic", layers=(n, n, n), widths=(16, 32, 64), stem="cifar",
+            block="basic", layers=(n, n, n), widths=(16 * width, 32 * width, 64 * width), stem="cifar",
             shortcut=shortcut if residual else "none", num_classes=num_classes, in_chans=in_chans,
             img_size=img_size, zero_init_residual=zero_init_residual,
         )  # fmt: skip
 
     what = "with option-A skip connections" if residual else "without skip connections (plain)"
-    factory.__doc__ = f"CIFAR {'ResNet' if residual else 'plain net'}-{depth}: 3 stages of {n} basic blocks (16-32-64), {what}."
+    factory.__doc__ = f"CIFAR {'ResNet' if residual else 'plain net'}-{depth}: 3 stages of {n} basic blocks (16-32-64), {what}; ``width=k`` widens them k times (a wide ResNet)."
     factory.__name__ = factory.__qualname__ = name
     register_model(name, default_input=(3, 32, 32))(factory)
 

@@ -1,0 +1,210 @@
+"""The accuracy targets: single models and ensembles on MNIST and Fashion-MNIST.
+
+Each ensemble is a set of member groups; a group is one ``deeper train``
+configuration trained with several seeds.  Members run as separate
+``deeper train`` processes, ``--jobs`` at a time (several fit on one GPU), in
+``--out/ENSEMBLE/GROUP-sSEED``; finished members are reused, so an interrupted
+run continues where it stopped.  Then every group and the whole set are scored
+on the test set with ``deeper ensemble``'s code (mean of probabilities and
+majority vote), and the table and ``benchmarks/results/accuracy.json`` are
+written.
+
+    python benchmarks/accuracy.py --device cuda --amp bf16 --cuda-graphs --jobs 12
+    python benchmarks/accuracy.py --only mnist --members 2 --epochs 1 --data digits --out /tmp/acc   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch  # noqa: E402
+from _common import RESULTS, machine, print_table, write_result  # noqa: E402
+
+from deeper.train.ensemble import evaluate_ensemble  # noqa: E402
+
+#: The chapter's network with batch norm, lighter dropout and the digits augmentation
+#: (rotation, rescale, shift, elastic), deeper's fast recipe (one-cycle Adam, label smoothing).
+DIGITS = {"model": "deep-convnet", "norm": "batch", "dropout": 0.25, "augment": "default", "epochs": 20}
+#: A wide CIFAR ResNet-20 (64-128-256 channels) with flips, shifts and random erasing,
+#: Nesterov SGD on a one-cycle schedule.
+CLOTHES = {
+    "model": "resnet20", "model_arg": ["width=4"], "augment": "default", "optimizer": "nesterov",
+    "lr": 0.1, "weight_decay": 5e-4, "schedule": "onecycle", "batch_size": 256, "epochs": 50,
+    "channels_last": True,
+}  # fmt: skip
+
+#: ensemble -> (dataset, {group: (train options, seeds)})
+ENSEMBLES: dict[str, tuple[str, dict[str, tuple[dict, list[int]]]]] = {
+    "mnist": (
+        "mnist",
+        {
+            "deep-convnet": (DIGITS, list(range(6))),
+            "deep-convnet-w2": ({**DIGITS, "model_arg": ["width=2"]}, list(range(100, 104))),
+            "deep-convnet-w2-30ep": (
+                {**DIGITS, "model_arg": ["width=2"], "epochs": 30},
+                list(range(200, 210)),
+            ),
+        },
+    ),
+    "fashion-mnist": ("fashion-mnist", {"resnet20-w4": (CLOTHES, list(range(6)))}),
+}
+
+
+def train_argv(data: str, options: dict, seed: int, out: Path, args) -> list[str]:
+    argv = [sys.executable, "-m", "deeper", "train", "--data", data, "--seed", str(seed), "--out", str(out)]
+    for key, value in {**options, **({"epochs": args.epochs} if args.epochs else {})}.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            argv += [flag, str(v)]
+    argv += ["--amp", args.amp, "--no-tensorboard"]
+    if (out / "checkpoints" / "latest").is_file():  # an interrupted member: continue it
+        argv = [*argv[:4], "--resume", str(out)]
+    argv += ["--device", args.device, "--no-progress", "--json"]
+    if args.data_dir:
+        argv += ["--data-dir", args.data_dir]
+    if args.cuda_graphs:
+        argv.append("--cuda-graphs")
+    return argv
+
+
+def train_members(jobs: list[tuple[list[str], Path]], parallel: int, time_limit: float | None) -> list[str]:
+    """Run the ``deeper train`` commands, ``parallel`` at a time; return the failures.
+
+    Past ``time_limit`` seconds the running members are stopped (each keeps its last
+    epoch checkpoint, so the next run resumes it) and the rest are not started.
+    """
+    deadline = time.monotonic() + time_limit if time_limit else None
+    pending, running, failed = list(jobs), [], []
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    while pending or running:
+        while pending and len(running) < parallel:
+            argv, out = pending.pop(0)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            log = open(out.parent / f"{out.name}.log", "a")  # noqa: SIM115 - closed when the process ends
+            print(f"train {out}", file=sys.stderr, flush=True)
+            running.append((subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env), out, log))
+        time.sleep(1)
+        if deadline is not None and time.monotonic() > deadline:
+            for proc, _out, _log in running:
+                proc.terminate()
+            failed += [f"{out} (not finished within --time-limit)" for _, out in pending]
+            pending = []
+        for proc, out, log in list(running):
+            if proc.poll() is not None:
+                running.remove((proc, out, log))
+                log.close()
+                if proc.returncode != 0:
+                    failed.append(f"{out} (exit {proc.returncode}; see {out}.log)")
+                    print(f"FAILED {out}", file=sys.stderr, flush=True)
+    return failed
+
+
+def score(name: str, runs: list[Path], data: str, args) -> dict:
+    r = evaluate_ensemble([str(p) for p in runs], data=data, device=args.device, data_dir=args.data_dir)
+    accs = [m["accuracy"] for m in r["members"]]
+    return {
+        "ensemble": name, "members": len(runs), "member_accuracy": accs,
+        "single_mean": statistics.fmean(accs), "single_min": min(accs), "single_max": max(accs),
+        "ensemble_mean": r["mean_accuracy"], "ensemble_vote": r["vote_accuracy"],
+    }  # fmt: skip
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", help=f"comma-separated subset of: {', '.join(ENSEMBLES)}")
+    p.add_argument(
+        "--groups", help="train only these groups (comma-separated); scoring covers every finished one"
+    )
+    p.add_argument("--members", type=int, help="seeds per group (default: each group's own list)")
+    p.add_argument("--epochs", type=int, help="override every group's epochs (smoke runs)")
+    p.add_argument("--data", help="override every ensemble's dataset (smoke runs: digits)")
+    p.add_argument("--data-dir", help="offline data folder (default: $DEEPER_DATA)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--amp", default="off", help="off, bf16 or fp16 [off]")
+    p.add_argument("--cuda-graphs", action="store_true", help="train with --cuda-graphs (GPU)")
+    p.add_argument("--jobs", type=int, default=1, help="members trained at once [1]")
+    p.add_argument(
+        "--time-limit", type=float, metavar="S", help="stop training after S seconds, score what finished"
+    )
+    p.add_argument("--score-only", action="store_true", help="score the finished members, train nothing")
+    p.add_argument("--out", default="runs/accuracy", help="folder of the member runs [runs/accuracy]")
+    p.add_argument("--output", default=str(RESULTS / "accuracy.json"))
+    args = p.parse_args(argv)
+    names = args.only.split(",") if args.only else list(ENSEMBLES)
+    if unknown := [n for n in names if n not in ENSEMBLES]:
+        p.error(f"unknown ensemble(s): {', '.join(unknown)} (known: {', '.join(ENSEMBLES)})")
+
+    started = time.perf_counter()
+    plan = []  # (ensemble, dataset, group, options, seed, run folder)
+    for name in names:
+        data, groups = ENSEMBLES[name]
+        data = args.data or data
+        for group, (options, seeds) in groups.items():
+            for seed in seeds[: args.members] if args.members else seeds:
+                plan.append((name, data, group, options, seed, Path(args.out) / name / f"{group}-s{seed}"))
+    wanted = set(args.groups.split(",")) if args.groups else None
+    todo = [
+        (train_argv(d, o, s, out, args), out) for _, d, g, o, s, out in plan if wanted is None or g in wanted
+    ]
+    for _, d, g, o, _, out in plan:  # a finished member is reused only if it was trained as planned
+        recipe = {"data": d, **o, **({"epochs": args.epochs} if args.epochs else {})}
+        if (out / "member.json").is_file() and json.loads((out / "member.json").read_text()) != recipe:
+            p.error(f"{out} holds a member trained with other options; choose another --out or remove it")
+        if not args.score_only and (wanted is None or g in wanted):
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "member.json").write_text(json.dumps(recipe) + "\n")
+    todo = [(a, out) for a, out in todo if not (out / "result.json").is_file()]
+    failed = [] if args.score_only else train_members(todo, args.jobs, args.time_limit)
+
+    results, rows = [], []
+    for name in names:
+        mine = [x for x in plan if x[0] == name and (x[5] / "result.json").is_file()]
+        if not mine:
+            continue
+        data = mine[0][1]
+        groups = sorted({x[2] for x in mine}, key=[x[2] for x in mine].index)
+        sets = {g: [x[5] for x in mine if x[2] == g] for g in groups}
+        if len(groups) > 1:
+            sets["all"] = [x[5] for x in mine]
+        for label, runs in sets.items():
+            r = score(f"{name}/{label}", runs, data, args)
+            done = [json.loads((p / "result.json").read_text()) for p in runs]
+            r["train_seconds"] = [d["train_seconds"] for d in done]
+            r["trained_with"] = sorted({f"{d['device']}, amp {d.get('amp', 'off')}" for d in done})
+            r["scored_on"] = f"{args.device}: {machine()}"
+            results.append(r)
+            rows.append({
+                "ensemble": r["ensemble"], "members": r["members"],
+                "single (mean, min-max)": f"{r['single_mean']:.4f} ({r['single_min']:.4f}-{r['single_max']:.4f})",
+                "ensemble mean": f"{r['ensemble_mean']:.4f}", "ensemble vote": f"{r['ensemble_vote']:.4f}",
+            })  # fmt: skip
+    print_table(rows)
+    output = Path(args.output)
+    if output.is_file():  # keep the other ensembles' figures (each may be trained in its own session)
+        old = json.loads(output.read_text())
+        keep = [r for r in old.get("results", []) if r["ensemble"].split("/")[0] not in names]
+        results = keep + results
+    configs = {n: {"data": d, "groups": {g: {"options": o, "seeds": s} for g, (o, s) in gs.items()}} for n, (d, gs) in ENSEMBLES.items()}  # fmt: skip
+    write_result(args.output, {
+        "benchmark": "accuracy", "torch": torch.__version__,
+        "configs": configs, "results": results, "failed": failed,
+        "seconds": time.perf_counter() - started,
+    })  # fmt: skip
+    for f in failed:
+        print(f"accuracy: member failed: {f}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""``benchmarks/accuracy.py``: the member commands it builds, and a small end-to-end run (slow)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def acc():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("bench_accuracy", ROOT / "benchmarks" / "accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def args(**kw):
+    base = dict(epochs=None, device="cuda", amp="bf16", data_dir=None, cuda_graphs=True)
+    return SimpleNamespace(**{**base, **kw})
+
+
+def test_member_command_spells_every_option(acc, tmp_path):
+    argv = acc.train_argv("fashion-mnist", acc.CLOTHES, 3, tmp_path / "m", args())
+    line = " ".join(argv[1:])
+    assert "-m deeper train --data fashion-mnist --seed 3" in line
+    assert "--model-arg width=4" in line and "--channels-last" in argv and "--cuda-graphs" in argv
+    assert argv[argv.index("--epochs") + 1] == "50" and argv[argv.index("--lr") + 1] == "0.1"
+    assert "--no-channels-last" in acc.train_argv("mnist", {"channels_last": False}, 0, tmp_path, args())
+    # --epochs overrides the group's epochs (smoke runs)
+    short = acc.train_argv("mnist", acc.DIGITS, 0, tmp_path / "m", args(epochs=1))
+    assert short[short.index("--epochs") + 1] == "1"
+
+
+def test_an_interrupted_member_is_resumed_not_restarted(acc, tmp_path):
+    out = tmp_path / "m"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "latest").write_text("step-00000004")
+    argv = acc.train_argv("mnist", acc.DIGITS, 0, out, args(cuda_graphs=False))
+    assert argv[3:6] == ["train", "--resume", str(out)]
+    assert "--model" not in argv and "--seed" not in argv  # the recipe comes from the saved config
+    assert "--device" in argv and "--cuda-graphs" not in argv
+
+
+@pytest.mark.slow
+def test_trains_scores_and_keeps_other_ensembles(acc, tmp_path, one_thread):
+    output = tmp_path / "accuracy.json"
+    output.write_text(json.dumps({"results": [{"ensemble": "fashion-mnist/x", "ensemble_mean": 0.5}]}))
+    code = acc.main([
+        "--only", "mnist", "--groups", "deep-convnet", "--members", "2", "--epochs", "1", "--data", "digits",
+        "--device", "cpu", "--out", str(tmp_path / "runs"), "--output", str(output), "--jobs", "2",
+    ])  # fmt: skip
+    assert code == 0
+    result = json.loads(output.read_text())
+    rows = {r["ensemble"]: r for r in result["results"]}
+    assert rows["fashion-mnist/x"]["ensemble_mean"] == 0.5  # another session's figures survive
+    mine = rows["mnist/deep-convnet"]
+    assert mine["members"] == 2 and len(mine["member_accuracy"]) == 2
+    assert 0 <= mine["ensemble_mean"] <= 1 and mine["trained_with"] == ["cpu, amp off"]
+    assert sorted(p.name for p in (tmp_path / "runs" / "mnist").iterdir() if p.is_dir()) == [
+        "deep-convnet-s0", "deep-convnet-s1",
+    ]  # fmt: skip
+
+
+def test_a_member_trained_with_other_options_is_not_reused(acc, tmp_path, capsys):
+    member = tmp_path / "runs" / "mnist" / "deep-convnet-s0"
+    member.mkdir(parents=True)
+    (member / "member.json").write_text('{"data": "mnist", "epochs": 3}')
+    with pytest.raises(SystemExit):
+        acc.main(
+            [
+                "--only",
+                "mnist",
+                "--score-only",
+                "--out",
+                str(tmp_path / "runs"),
+                "--output",
+                str(tmp_path / "a.json"),
+            ]
+        )
+    assert "trained with other options" in capsys.readouterr().err
