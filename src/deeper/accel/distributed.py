@@ -133,9 +133,7 @@ def wrap_ddp(model: nn.Module, env: DistEnv) -> nn.Module:
     if env.device.type == "cuda":
         return DDP(model, device_ids=[env.device.index], gradient_as_bucket_view=True, static_graph=True)
     megabytes = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
-    return DDP(
-        model, gradient_as_bucket_view=True, static_graph=True, bucket_cap_mb=max(25.0, 2 * megabytes)
-    )
+    return DDP(model, gradient_as_bucket_view=True, static_graph=True, bucket_cap_mb=max(25.0, 2 * megabytes))
 
 
 def per_rank_batch(global_batch: int, world: int) -> int:

@@ -14,7 +14,8 @@ S = argparse.SUPPRESS
 
 # Options that may differ from the saved configuration when resuming a run.
 RESUMABLE = {"epochs", "max_steps", "device", "progress", "checkpoint_every", "tensorboard", "data_dir"}
-RESUMABLE |= {"nproc", "max_restarts", "compile", "cuda_graphs"}  # speed options that do not change the run's recipe
+# speed options that do not change the run's recipe
+RESUMABLE |= {"nproc", "max_restarts", "compile", "cuda_graphs"}
 
 
 def _kv(text: str) -> tuple[str, object]:
