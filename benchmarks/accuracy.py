@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from _common import RESULTS, machine, print_table, write_result  # noqa: E402
 
-from deeper.train.ensemble import evaluate_ensemble  # noqa: E402
+from deeper.train.ensemble import ensemble_probabilities, score_ensemble  # noqa: E402
 
 #: The chapter's network with batch norm, lighter dropout and the digits augmentation
 #: (rotation, rescale, shift, elastic), deeper's fast recipe (one-cycle Adam, label smoothing).
@@ -110,13 +110,14 @@ def train_members(jobs: list[tuple[list[str], Path]], parallel: int, time_limit:
     return failed
 
 
-def score(name: str, runs: list[Path], data: str, args) -> dict:
-    r = evaluate_ensemble([str(p) for p in runs], data=data, device=args.device, data_dir=args.data_dir)
-    accs = [m["accuracy"] for m in r["members"]]
+def score(name: str, probs: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Single-model and ensemble accuracies of the members whose probabilities are ``probs`` (M, N, K)."""
+    accs = [float((p.argmax(1) == labels).double().mean()) for p in probs]
+    by = score_ensemble(probs, labels)
     return {
-        "ensemble": name, "members": len(runs), "member_accuracy": accs,
+        "ensemble": name, "members": len(accs), "member_accuracy": accs,
         "single_mean": statistics.fmean(accs), "single_min": min(accs), "single_max": max(accs),
-        "ensemble_mean": r["mean_accuracy"], "ensemble_vote": r["vote_accuracy"],
+        "ensemble_mean": by["mean"], "ensemble_vote": by["vote"],
     }  # fmt: skip
 
 
@@ -138,6 +139,7 @@ def main(argv=None) -> int:
         "--time-limit", type=float, metavar="S", help="stop training after S seconds, score what finished"
     )
     p.add_argument("--score-only", action="store_true", help="score the finished members, train nothing")
+    p.add_argument("--tta", default="none", help="test-time augmentation of the scoring: none, flip or shift")
     p.add_argument("--out", default="runs/accuracy", help="folder of the member runs [runs/accuracy]")
     p.add_argument("--output", default=str(RESULTS / "accuracy.json"))
     args = p.parse_args(argv)
@@ -177,8 +179,14 @@ def main(argv=None) -> int:
         sets = {g: [x[5] for x in mine if x[2] == g] for g in groups}
         if len(groups) > 1:
             sets["all"] = [x[5] for x in mine]
+        everyone = [x[5] for x in mine]  # each member's probabilities once, sliced per group
+        probs, labels, _, _ = ensemble_probabilities(
+            [str(p) for p in everyone], data=data, device=args.device, data_dir=args.data_dir, tta=args.tta
+        )
         for label, runs in sets.items():
-            r = score(f"{name}/{label}", runs, data, args)
+            suffix = f" (tta {args.tta})" if args.tta != "none" else ""
+            r = score(f"{name}/{label}{suffix}", probs[[everyone.index(p) for p in runs]], labels)
+            r["tta"] = args.tta
             done = [json.loads((p / "result.json").read_text()) for p in runs]
             r["train_seconds"] = [d["train_seconds"] for d in done]
             r["trained_with"] = sorted({f"{d['device']}, amp {d.get('amp', 'off')}" for d in done})
@@ -193,7 +201,8 @@ def main(argv=None) -> int:
     output = Path(args.output)
     if output.is_file():  # keep the other ensembles' figures (each may be trained in its own session)
         old = json.loads(output.read_text())
-        keep = [r for r in old.get("results", []) if r["ensemble"].split("/")[0] not in names]
+        mine = lambda r: r["ensemble"].split("/")[0] in names and r.get("tta", "none") == args.tta  # noqa: E731
+        keep = [r for r in old.get("results", []) if not mine(r)]
         results = keep + results
     configs = {n: {"data": d, "groups": {g: {"options": o, "seeds": s} for g, (o, s) in gs.items()}} for n, (d, gs) in ENSEMBLES.items()}  # fmt: skip
     write_result(args.output, {

@@ -167,3 +167,21 @@ def test_flip_tta_averages_each_image_with_its_mirror():
     assert torch.allclose(flipped, (plain + mirror) / 2, atol=1e-6)
     with pytest.raises(ConfigError, match="test-time augmentation"):
         member_probabilities(model, loader, "rotate")
+
+
+def test_shift_tta_averages_each_image_with_its_four_one_pixel_shifts():
+    from deeper.data import BatchLoader
+    from deeper.train.ensemble import member_probabilities, shift_images
+
+    x = torch.arange(9.0).view(1, 1, 3, 3)
+    assert shift_images(x, 1, 0)[0, 0].tolist() == [[0, 0, 0], [0, 1, 2], [3, 4, 5]]  # down
+    assert shift_images(x, 0, -1)[0, 0].tolist() == [[1, 2, 0], [4, 5, 0], [7, 8, 0]]  # left
+    torch.manual_seed(0)
+    model = create_model("deep-convnet").eval()
+    ds = load_dataset("digits", "test").subset(slice(0, 30))
+    imgs = ds.images.float() / 255
+    with torch.no_grad():
+        views = [imgs] + [shift_images(imgs, dy, dx) for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+        expected = sum(torch.softmax(model(v).double(), 1) for v in views) / 5
+    got = member_probabilities(model, BatchLoader(ds, 16), "shift")
+    assert torch.allclose(got, expected, atol=1e-6)

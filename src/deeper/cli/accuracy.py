@@ -261,7 +261,8 @@ def configure_ensemble(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="dataset [the one recorded in the weights]")
     p.add_argument(
         "--tta", choices=TTA, default="none",
-        help="test-time augmentation: flip also scores each image's mirror image (not for digits)",
+        help="test-time augmentation: flip also scores each image's mirror image (not for digits), "
+        "shift its four one-pixel shifts [none]",
     )  # fmt: skip
     p.add_argument("--split", choices=["train", "test"], default="test", help="which split to score")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

@@ -10,7 +10,8 @@
   frequent predicted class (ties go to the higher mean probability).  With
   ``tta="flip"`` each member also sees the mirrored images and averages the two
   predictions (test-time augmentation: an ensemble over inputs rather than
-  weights; only sensible where a flip keeps the class, e.g. clothing, not digits).
+  weights; only sensible where a flip keeps the class, e.g. clothing, not digits);
+  ``tta="shift"`` averages each image with its four one-pixel shifts.
 """
 
 from __future__ import annotations
@@ -29,7 +30,16 @@ from deeper.fileio import write_text_atomic
 from deeper.runtime import notice
 
 METHODS = ("mean", "vote")
-TTA = ("none", "flip")
+TTA = ("none", "flip", "shift")
+#: the one-pixel moves of ``tta="shift"`` (rows, columns)
+SHIFTS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+def shift_images(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``x`` (N, C, H, W) moved ``dy`` rows down and ``dx`` columns right, zeros shifted in."""
+    h, w = x.shape[2:]
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    return padded[:, :, 1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w]
 
 
 def bootstrap_resample(ds: ImageDataset, *, seed: int) -> ImageDataset:
@@ -66,7 +76,9 @@ def weights_path(run: str | os.PathLike) -> Path:
 def member_probabilities(model: torch.nn.Module, loader: BatchLoader, tta: str = "none") -> torch.Tensor:
     """Softmax probabilities ``(N, K)`` (float64, on the CPU) of ``model`` over ``loader``.
 
-    ``tta="flip"`` averages the probabilities of each image and of its mirror image.
+    ``tta="flip"`` averages the probabilities of each image and of its mirror image;
+    ``tta="shift"`` those of each image and of its four one-pixel shifts (a shift
+    keeps any class, digits included).
     """
     if tta not in TTA:
         raise ConfigError(f"unknown test-time augmentation {tta!r} (choose from {', '.join(TTA)})")
@@ -76,26 +88,30 @@ def member_probabilities(model: torch.nn.Module, loader: BatchLoader, tta: str =
         p = torch.softmax(model(x).double(), 1)
         if tta == "flip":
             p = (p + torch.softmax(model(x.flip(3)).double(), 1)) / 2
+        elif tta == "shift":
+            for dy, dx in SHIFTS:
+                p = p + torch.softmax(model(shift_images(x, dy, dx)).double(), 1)
+            p = p / (1 + len(SHIFTS))
         out.append(p.cpu())
     return torch.cat(out)
 
 
-def evaluate_ensemble(
+def ensemble_probabilities(
     runs: list[str | os.PathLike],
     *,
     data: str | None = None,
-    method: str = "mean",
     split: str = "test",
     device: str = "auto",
     data_dir: str | None = None,
     batch_size: int = 1000,
     tta: str = "none",
-) -> dict:
-    """Each member's accuracy and the ensemble's (by ``method``, and by both methods) on ``data``."""
+) -> tuple[torch.Tensor, torch.Tensor, list[dict], str]:
+    """Each run's softmax probabilities on ``data``: ``(probs (M, N, K), labels (N,), members, data)``.
+
+    ``members`` holds each run's weights file, model name and accuracy.
+    """
     from deeper.inference import check_compatible, load_for_inference
 
-    if method not in METHODS:
-        raise ConfigError(f"unknown ensemble method {method!r} (choose from {', '.join(METHODS)})")
     if not runs:
         raise ConfigError("an ensemble needs at least one run")
     paths = [weights_path(r) for r in runs]
@@ -113,13 +129,36 @@ def evaluate_ensemble(
         acc = float((p.argmax(1) == ds.labels).double().mean())
         members.append({"weights": str(path), "model": meta.get("model"), "accuracy": acc})
         probs.append(p)
-    stacked = torch.stack(probs)
-    labels = ds.labels.cpu()
-    by = {m: float((combine(stacked, m) == labels).double().mean()) for m in METHODS}
+    return torch.stack(probs), ds.labels.cpu(), members, data
+
+
+def score_ensemble(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """The accuracy of the ensemble of ``probs`` (M, N, K) by each method in :data:`METHODS`."""
+    return {m: float((combine(probs, m) == labels).double().mean()) for m in METHODS}
+
+
+def evaluate_ensemble(
+    runs: list[str | os.PathLike],
+    *,
+    data: str | None = None,
+    method: str = "mean",
+    split: str = "test",
+    device: str = "auto",
+    data_dir: str | None = None,
+    batch_size: int = 1000,
+    tta: str = "none",
+) -> dict:
+    """Each member's accuracy and the ensemble's (by ``method``, and by both methods) on ``data``."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown ensemble method {method!r} (choose from {', '.join(METHODS)})")
+    probs, labels, members, data = ensemble_probabilities(
+        runs, data=data, split=split, device=device, data_dir=data_dir, batch_size=batch_size, tta=tta
+    )
+    by = score_ensemble(probs, labels)
     return {
         "data": data,
         "split": split,
-        "images": len(ds),
+        "images": len(labels),
         "method": method,
         "tta": tta,
         "members": members,
