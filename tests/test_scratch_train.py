@@ -277,3 +277,25 @@ def test_cupy_engine_computes_what_numpy_computes():
         got = net_cp.state_dict()[key]
         assert isinstance(got, cupy.ndarray)  # never a mix of array types
         np.testing.assert_allclose(to_numpy(got), value, rtol=1e-8, atol=1e-10)
+
+
+def test_interrupt_saves_a_checkpoint_that_resumes(tmp_path, monkeypatch):
+    import deeper.scratch.trainer as trainer
+    from deeper.train.fit import Interrupted
+
+    real, calls = trainer.train_step, {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", flaky)
+    out = tmp_path / "r"
+    with pytest.raises(Interrupted, match="step 3.*--resume"):
+        fit_scratch(small_cfg(out), log=lambda m: None)
+    assert (out / "checkpoints" / "step-00000003").is_dir()
+    monkeypatch.setattr(trainer, "train_step", real)
+    result = fit_scratch(small_cfg(out), resume=True, log=lambda m: None)
+    assert result["steps"] == 14  # 200 images in batches of 32: 7 steps an epoch, 2 epochs

@@ -279,7 +279,7 @@ def fit_scratch(cfg: TrainConfig, *, resume: bool = False, log=notice) -> dict:
     _check_supported(cfg)
     array_module(cfg.engine)  # CuPy/GPU missing: one line, before any data is loaded
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    from deeper.train.fit import checkpoint_to_resume, interrupted
+    from deeper.train.fit import checkpoint_to_resume
 
     ckpt_path = checkpoint_to_resume(run_dir, resume)
     started = time.perf_counter()
@@ -331,43 +331,17 @@ def fit_scratch(cfg: TrainConfig, *, resume: bool = False, log=notice) -> dict:
         )
 
     stop: list[str] = []
-    try:
-        while state.epoch < cfg.epochs and not stop:
-            if cfg.max_steps is not None and state.global_step >= cfg.max_steps:
-                stop.append(f"max-steps {cfg.max_steps}")
-                break
-            run.train_loader.set_epoch(state.epoch, skip_batches=state.step_in_epoch)
-            t0, s0 = state.train_seconds, state.train_samples
-            train_metrics = _train_epoch(run, state, logger, checkpoint, stop)
-            if state.step_in_epoch < len(run.train_loader):  # stopped inside the epoch
-                checkpoint()
-                break
-            row = {"epoch": state.epoch + 1, "step": state.global_step}
-            row.update({f"train_{k}": v for k, v in train_metrics.items()})
-            if run.val_loader is not None:
-                row.update({f"val_{k}": v for k, v in evaluate_net(net, run.val_loader).items()})
-            dt, dn = state.train_seconds - t0, state.train_samples - s0
-            row.update(lr=run.optimizer.lr, epoch_seconds=dt, img_per_s=dn / dt if dt else math.nan)
-            for cb in cbs:
-                if reason := cb.on_epoch_end(run, state, row):
-                    stop.append(reason)
-            run.schedule.sync()  # a callback may have changed the schedule (plateau)
-            state.history.append(row)
-            state.epoch, state.step_in_epoch, state.epoch_sums, state.epoch_count = state.epoch + 1, 0, {}, 0
-            logger.epoch(state.history, state.global_step)
-            from deeper.train.fit import _epoch_line
+    from deeper.train.fit import EpochHooks, run_epochs
 
-            log(_epoch_line(row, cfg.epochs))
-            checkpoint()
-    except KeyboardInterrupt:
-        checkpoint()
-        logger.close()
-        raise interrupted(state, run_dir) from None
-    except BaseException:
-        logger.close()
-        raise
-    for cb in cbs:
-        cb.on_fit_end(run, state)
+    hooks = EpochHooks(
+        train_epoch=lambda: _train_epoch(run, state, logger, checkpoint, stop),
+        validate=(lambda: evaluate_net(net, run.val_loader)) if run.val_loader is not None else None,
+        lr=lambda: run.optimizer.lr,
+        after_callbacks=run.schedule.sync,  # a callback may have changed the schedule (plateau)
+    )
+    run_epochs(
+        run, state, hooks, cbs=cbs, logger=logger, log=log, checkpoint=checkpoint, run_dir=run_dir, stop=stop
+    )
     return _finish(run, state, run_dir, logger, stop[0] if stop else "completed", started)
 
 

@@ -11,6 +11,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from deeper.errors import ConfigError, DeeperError
@@ -117,6 +118,46 @@ def fit(
             stop.append(f"max-steps {cfg.max_steps}")
         return bool(stop)
 
+    def train_epoch() -> dict:
+        return train_one_epoch(
+            run.train_model, run.task, run.train_loader, updater=run.updater, state=state, on_step=on_step,
+            progress=cfg.progress if run.is_main else False, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+        )  # fmt: skip
+
+    hooks = EpochHooks(
+        train_epoch=train_epoch,
+        validate=(lambda: evaluate(run.final_model, run.task, run.val_loader)) if run.val_loader else None,
+        lr=lambda: float(run.optimizer.param_groups[0]["lr"]),
+        # each rank trained on its own shard: add the sums up
+        reduce=(lambda: run.task.summarize(*all_reduce_sums(state.epoch_sums, state.epoch_count)))
+        if run.world_size > 1
+        else None,
+        world_size=run.world_size,
+    )
+    run_epochs(
+        run, state, hooks, cbs=cbs, logger=logger, log=log, checkpoint=checkpoint, run_dir=run_dir, stop=stop
+    )
+    return _finish(run, state, run_dir, logger, stop[0] if stop else "completed", n_params, started)
+
+
+@dataclass
+class EpochHooks:
+    """What the engines do differently inside :func:`run_epochs`."""
+
+    train_epoch: Callable[[], dict]  # train the current epoch (from state.step_in_epoch); its metrics
+    validate: Callable[[], dict] | None  # metrics on the validation split
+    lr: Callable[[], float]  # the learning rate now
+    reduce: Callable[[], dict] | None = None  # the epoch's metrics over all ranks (data parallel)
+    after_callbacks: Callable[[], None] | None = None  # e.g. take up a rate a callback changed
+    world_size: int = 1
+
+
+def run_epochs(
+    run, state: LoopState, hooks: EpochHooks, *, cbs: list[Callback], logger, log, checkpoint, run_dir: Path,
+    stop: list[str],
+) -> None:  # fmt: skip
+    """The epoch loop both engines share: train, validate, log, call back, checkpoint; Ctrl-C saves."""
+    cfg = run.cfg
     try:
         while state.epoch < cfg.epochs and not stop:
             if cfg.max_steps is not None and state.global_step >= cfg.max_steps:
@@ -124,30 +165,25 @@ def fit(
                 break
             run.train_loader.set_epoch(state.epoch, skip_batches=state.step_in_epoch)
             t0, s0 = state.train_seconds, state.train_samples
-            train_metrics = train_one_epoch(
-                run.train_model, run.task, run.train_loader, updater=run.updater, state=state, on_step=on_step,
-                progress=cfg.progress if run.is_main else False, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
-            )  # fmt: skip
+            train_metrics = hooks.train_epoch()
             if state.step_in_epoch < len(run.train_loader):  # stopped inside the epoch
                 checkpoint()
                 break
-            if run.world_size > 1:  # each rank trained on its own shard: add the sums up
-                train_metrics = run.task.summarize(*all_reduce_sums(state.epoch_sums, state.epoch_count))
+            if hooks.reduce is not None:
+                train_metrics = hooks.reduce()
             row = {"epoch": state.epoch + 1, "step": state.global_step}
             row.update({f"train_{k}": v for k, v in train_metrics.items()})
-            if run.val_loader is not None:
-                row.update(
-                    {f"val_{k}": v for k, v in evaluate(run.final_model, run.task, run.val_loader).items()}
-                )
+            if hooks.validate is not None:
+                row.update({f"val_{k}": v for k, v in hooks.validate().items()})
             dt, dn = state.train_seconds - t0, state.train_samples - s0
             row.update(
-                lr=float(run.optimizer.param_groups[0]["lr"]),
-                epoch_seconds=dt,
-                img_per_s=dn * run.world_size / dt if dt else math.nan,
+                lr=hooks.lr(), epoch_seconds=dt, img_per_s=dn * hooks.world_size / dt if dt else math.nan
             )
             for cb in cbs:
                 if reason := cb.on_epoch_end(run, state, row):
                     stop.append(reason)
+            if hooks.after_callbacks is not None:
+                hooks.after_callbacks()
             state.history.append(row)
             state.epoch, state.step_in_epoch, state.epoch_sums, state.epoch_count = state.epoch + 1, 0, {}, 0
             logger.epoch(state.history, state.global_step)
@@ -160,10 +196,8 @@ def fit(
     except BaseException:
         logger.close()
         raise
-
     for cb in cbs:
         cb.on_fit_end(run, state)
-    return _finish(run, state, run_dir, logger, stop[0] if stop else "completed", n_params, started)
 
 
 def checkpoint_to_resume(run_dir: Path, resume: bool) -> Path | None:
