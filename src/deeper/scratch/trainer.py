@@ -279,7 +279,7 @@ def fit_scratch(cfg: TrainConfig, *, resume: bool = False, log=notice) -> dict:
     _check_supported(cfg)
     array_module(cfg.engine)  # CuPy/GPU missing: one line, before any data is loaded
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    from deeper.train.fit import checkpoint_to_resume
+    from deeper.train.fit import checkpoint_to_resume, start_state
 
     ckpt_path = checkpoint_to_resume(run_dir, resume)
     started = time.perf_counter()
@@ -292,14 +292,7 @@ def fit_scratch(cfg: TrainConfig, *, resume: bool = False, log=notice) -> dict:
             raise ConfigError(
                 f"the option that turns on {cb.name!r} is not available with --engine {cfg.engine}"
             )
-    state = LoopState()
-    for cb in cbs:
-        cb.on_fit_start(run, state)
-    if resume:
-        state = _restore(run, cbs, ckpt_path)
-        log(
-            f"resuming {run_dir} at step {state.global_step} (epoch {state.epoch + 1}, batch {state.step_in_epoch})"
-        )
+    state = start_state(run, cbs, _restore if resume else None, ckpt_path, run_dir, log)
 
     from deeper.train.logger import RunLogger
 

@@ -55,14 +55,7 @@ def fit(
     started = time.perf_counter()
     run = build_run(cfg)
     cbs = callbacks_for(cfg) + list(callbacks or [])
-    state = LoopState()
-    for cb in cbs:
-        cb.on_fit_start(run, state)
-    if resume:
-        state = _restore(run, cbs, ckpt_path)
-        log(
-            f"resuming {run_dir} at step {state.global_step} (epoch {state.epoch + 1}, batch {state.step_in_epoch})"
-        )
+    state = start_state(run, cbs, _restore if resume else None, ckpt_path, run_dir, log)
 
     from deeper.train.logger import RunLogger
 
@@ -198,6 +191,19 @@ def run_epochs(
         raise
     for cb in cbs:
         cb.on_fit_end(run, state)
+
+
+def start_state(run, cbs: list[Callback], restore, ckpt_path: Path | None, run_dir: Path, log) -> LoopState:
+    """The loop state a run starts from: callbacks told of the start, then ``restore`` (resuming) if given."""
+    state = LoopState()
+    for cb in cbs:
+        cb.on_fit_start(run, state)
+    if restore is not None:
+        state = restore(run, cbs, ckpt_path)
+        log(
+            f"resuming {run_dir} at step {state.global_step} (epoch {state.epoch + 1}, batch {state.step_in_epoch})"
+        )
+    return state
 
 
 def checkpoint_to_resume(run_dir: Path, resume: bool) -> Path | None:
