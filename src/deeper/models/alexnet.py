@@ -127,33 +127,30 @@ class AlexNet(ZooModel):
         return self.features(x)
 
 
-@register_model("alexnet", default_input=(3, 224, 224))
-def alexnet(
-    *,
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    img_size: int | tuple[int, int] = 224,
-    lrn: bool = True,
-    dropout: float = 0.5,
-) -> AlexNet:
-    """AlexNet (2012) with torchvision's widths plus the paper's LRN: ReLU, overlapping pools, dropout."""
-    return AlexNet(
-        config="torchvision", num_classes=num_classes, in_chans=in_chans, img_size=img_size, lrn=lrn,
-        dropout=dropout,
-    )  # fmt: skip
+def _register(name: str, config: str, doc: str) -> None:
+    def factory(
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        img_size: int | tuple[int, int] = 224,
+        lrn: bool = True,
+        dropout: float = 0.5,
+    ) -> AlexNet:
+        return AlexNet(
+            config=config, num_classes=num_classes, in_chans=in_chans, img_size=img_size, lrn=lrn,
+            dropout=dropout,
+        )  # fmt: skip
+
+    factory.__doc__ = doc
+    factory.__name__ = factory.__qualname__ = name.replace("-", "_")
+    register_model(name, default_input=(3, 224, 224))(factory)
 
 
-@register_model("alexnet-2group", default_input=(3, 224, 224))
-def alexnet_2group(
-    *,
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    img_size: int | tuple[int, int] = 224,
-    lrn: bool = True,
-    dropout: float = 0.5,
-) -> AlexNet:
-    """The 2012 paper's two-GPU AlexNet: 96-256-384-384-256, conv2/4/5 in two groups, LRN."""
-    return AlexNet(
-        config="2group", num_classes=num_classes, in_chans=in_chans, img_size=img_size, lrn=lrn,
-        dropout=dropout,
-    )  # fmt: skip
+_register(
+    "alexnet", "torchvision",
+    "AlexNet (2012) with torchvision's widths plus the paper's LRN: ReLU, overlapping pools, dropout.",
+)  # fmt: skip
+_register(
+    "alexnet-2group", "2group",
+    "The 2012 paper's two-GPU AlexNet: 96-256-384-384-256, conv2/4/5 in two groups, LRN.",
+)  # fmt: skip
