@@ -17,24 +17,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from _common import print_table, save  # noqa: E402
 
+from deeper.accel.quantize import latency  # noqa: E402
+
 CONVS = ((64, 14), (256, 7), (128, 28))  # (channels in = out, height = width)
 
 
-def ms(fn, repeats: int) -> float:
-    fn()  # warm-up: oneDNN builds its kernel and reorders the weights
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e3
+def ms(fn, x: torch.Tensor, repeats: int) -> float:
+    """Median milliseconds of ``fn(x)``, after warm-up calls (oneDNN builds its kernel, reorders weights)."""
+    return latency(fn, x, repeats=repeats) * 1e3
 
 
 def cpu_isa() -> str:
@@ -48,7 +44,7 @@ def cpu_isa() -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=30, help="timed calls per kernel; the median is kept [30]")
     p.add_argument("--output")
     args = p.parse_args(argv)
     torch.manual_seed(0)
@@ -58,16 +54,16 @@ def main(argv=None) -> int:
         conv = torch.nn.Conv2d(c, c, 3, padding=1).to(memory_format=torch.channels_last)
         conv16 = torch.nn.Conv2d(c, c, 3, padding=1).bfloat16().to(memory_format=torch.channels_last)
         x16 = x.bfloat16()
-        f32 = ms(lambda conv=conv, x=x: conv(x), args.repeats)
-        b16 = ms(lambda conv16=conv16, x16=x16: conv16(x16), args.repeats)
+        f32, b16 = ms(conv, x, args.repeats), ms(conv16, x16, args.repeats)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            auto = ms(lambda conv=conv, x=x: conv(x), args.repeats)
+            auto = ms(conv, x, args.repeats)
         rows.append({"kernel": f"conv3x3 {c}->{c} on {hw}x{hw}, batch {args.batch_size}", "fp32 ms": f32, "bf16 ms": b16, "autocast ms": auto})  # fmt: skip
     m = torch.randn(1024, 1024)
     m16 = m.bfloat16()
-    f32, b16 = ms(lambda: m @ m, args.repeats), ms(lambda: m16 @ m16, args.repeats)
+    square = lambda t: t @ t  # noqa: E731
+    f32, b16 = ms(square, m, args.repeats), ms(square, m16, args.repeats)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        auto = ms(lambda: m @ m, args.repeats)
+        auto = ms(square, m, args.repeats)
     rows.append({"kernel": "matmul 1024x1024", "fp32 ms": f32, "bf16 ms": b16, "autocast ms": auto})
     for r in rows:
         r["bf16 speed-up"] = f"{r['fp32 ms'] / r['bf16 ms']:.2f}x"
