@@ -110,9 +110,8 @@ def train_members(jobs: list[tuple[list[str], Path]], parallel: int, time_limit:
     return failed
 
 
-def score(name: str, probs: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Single-model and ensemble accuracies of the members whose probabilities are ``probs`` (M, N, K)."""
-    accs = [float((p.argmax(1) == labels).double().mean()) for p in probs]
+def score(name: str, probs: torch.Tensor, labels: torch.Tensor, accs: list[float]) -> dict:
+    """Single-model (``accs``) and ensemble accuracies of the members whose probabilities are ``probs``."""
     by = score_ensemble(probs, labels)
     return {
         "ensemble": name, "members": len(accs), "member_accuracy": accs,
@@ -180,12 +179,13 @@ def main(argv=None) -> int:
         if len(groups) > 1:
             sets["all"] = [x[5] for x in mine]
         everyone = [x[5] for x in mine]  # each member's probabilities once, sliced per group
-        probs, labels, _, _ = ensemble_probabilities(
+        probs, labels, members, _ = ensemble_probabilities(
             [str(p) for p in everyone], data=data, device=args.device, data_dir=args.data_dir, tta=args.tta
         )
         for label, runs in sets.items():
             suffix = f" (tta {args.tta})" if args.tta != "none" else ""
-            r = score(f"{name}/{label}{suffix}", probs[[everyone.index(p) for p in runs]], labels)
+            idx = [everyone.index(p) for p in runs]
+            r = score(f"{name}/{label}{suffix}", probs[idx], labels, [members[i]["accuracy"] for i in idx])
             r["tta"] = args.tta
             done = [json.loads((p / "result.json").read_text()) for p in runs]
             r["train_seconds"] = [d["train_seconds"] for d in done]
