@@ -32,6 +32,28 @@ def test_cuda_graphs_and_compile_are_exclusive(tmp_path):
         cfg(tmp_path, compile=True).resolved()
 
 
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"amp": "fp16"}, "--amp fp16"),
+        ({"weight_noise": 0.01}, "--weight-noise"),
+        ({"world_size": 2}, "--nproc"),
+    ],
+)
+def test_options_that_cannot_be_captured_are_refused(kw, message):
+    # checked before anything touches CUDA, so this runs on any machine
+    from deeper.accel.amp import AmpPolicy
+    from deeper.accel.graphs import make_graphed_updater
+
+    amp = AmpPolicy(torch.float16, "cuda") if kw.get("amp") == "fp16" else None
+    opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+    with pytest.raises(ConfigError, match=message):
+        make_graphed_updater(
+            opt, None, amp=amp, device=torch.device("cuda"), clip_grad=None,
+            weight_noise=kw.get("weight_noise", 0.0), world_size=kw.get("world_size", 1),
+        )  # fmt: skip
+
+
 def test_loop_calls_end_epoch_once_per_epoch(one_thread):
     class Counting(Updater):
         ends = 0
