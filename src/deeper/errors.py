@@ -33,3 +33,16 @@ class CheckpointError(DeeperError):
 
 class DivergedError(DeeperError):
     """The loss became NaN or infinite during training."""
+
+
+def unknown_name(what: str, name: str, known) -> ConfigError:
+    """The error for a name not in ``known``: ``unknown WHAT 'NAME'; did you mean ...? (known: ...)``.
+
+    ``what`` says what was looked up ("model", "scratch-engine optimizer", ...); the
+    caller raises the result (``from None``: the ``KeyError`` behind it is no news).
+    """
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(f"unknown {what} {name!r}{hint} (known: {', '.join(sorted(known))})")

@@ -9,7 +9,6 @@ cache, unless ``DEEPER_OFFLINE=1``.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import os
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from deeper.data.dataset import ImageDataset
-from deeper.errors import ConfigError, DataError
+from deeper.errors import ConfigError, DataError, unknown_name
 
 SPLITS = ("train", "test")
 
@@ -93,9 +92,7 @@ def get_dataset_spec(name: str) -> DatasetSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown dataset {name!r}{hint} (known: {', '.join(sorted(_REGISTRY))})") from None
+        raise unknown_name("dataset", name, _REGISTRY) from None
 
 
 def load_dataset(

@@ -8,7 +8,6 @@ for the test suite to check it.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import inspect
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from deeper.errors import ConfigError
+from deeper.errors import ConfigError, unknown_name
 
 
 @dataclass(frozen=True)
@@ -55,9 +54,7 @@ def get_model_entry(name: str) -> ModelEntry:
     try:
         return _MODELS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, _MODELS, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown model {name!r}{hint} (known: {', '.join(sorted(_MODELS))})") from None
+        raise unknown_name("model", name, _MODELS) from None
 
 
 def create_model(name: str, *, num_classes: int = 10, in_chans: int = 1, **kwargs) -> nn.Module:

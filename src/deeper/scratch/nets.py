@@ -16,14 +16,13 @@ PyTorch model's ``state_dict``:
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
 
-from deeper.errors import CheckpointError, ConfigError
+from deeper.errors import CheckpointError, ConfigError, unknown_name
 from deeper.scratch import layers as L
 from deeper.scratch.backend import get_xp, parse_dtype, to_numpy
 from deeper.scratch.init import init_weight
@@ -209,11 +208,7 @@ def create_net(
 ) -> Sequential:
     """Build a registered network; unknown names and options are :class:`ConfigError`."""
     if name not in _NETS:
-        close = difflib.get_close_matches(name, _NETS, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(
-            f"the scratch engine has no network {name!r}{hint} (it has: {', '.join(sorted(_NETS))})"
-        )
+        raise unknown_name("scratch-engine network", name, _NETS)
     fn = _NETS[name]
     unknown = [k for k in kwargs if k not in inspect.signature(fn).parameters]
     if unknown:

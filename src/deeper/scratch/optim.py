@@ -30,11 +30,9 @@ often smaller than half precision can resolve next to the weight itself.
 
 from __future__ import annotations
 
-import difflib
-
 import numpy as np
 
-from deeper.errors import ConfigError
+from deeper.errors import ConfigError, unknown_name
 from deeper.scratch.backend import get_xp
 
 
@@ -222,9 +220,5 @@ def create_optimizer(
     try:
         cls = OPTIMIZERS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, OPTIMIZERS, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(
-            f"the scratch engine has no optimizer {name!r}{hint} (known: {', '.join(sorted(OPTIMIZERS))})"
-        ) from None
+        raise unknown_name("scratch-engine optimizer", name, OPTIMIZERS) from None
     return cls(lr=lr, weight_decay=weight_decay, **options)

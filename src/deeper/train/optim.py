@@ -16,13 +16,12 @@ formulas in ``tests/test_optim.py``.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
 
-from deeper.errors import ConfigError
+from deeper.errors import ConfigError, unknown_name
 
 
 @dataclass(frozen=True)
@@ -62,11 +61,7 @@ def get_optimizer_entry(name: str) -> OptimizerEntry:
     try:
         return _OPTIMIZERS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, _OPTIMIZERS, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(
-            f"unknown optimizer {name!r}{hint} (known: {', '.join(sorted(_OPTIMIZERS))})"
-        ) from None
+        raise unknown_name("optimizer", name, _OPTIMIZERS) from None
 
 
 def _check_option(optimizer: str, key: str, value, default) -> object:

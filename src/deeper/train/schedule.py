@@ -19,7 +19,6 @@ strings, so they resume from a ``weights_only`` checkpoint.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR, ReduceLROnPlateau
 
-from deeper.errors import ConfigError
+from deeper.errors import ConfigError, unknown_name
 from deeper.train.callbacks import Callback, register_callback
 
 
@@ -64,9 +63,7 @@ def list_schedules() -> list[str]:
 
 def get_schedule_entry(name: str) -> ScheduleEntry:
     if name not in _SCHEDULES:
-        close = difflib.get_close_matches(name, _SCHEDULES, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown schedule {name!r}{hint} (known: {', '.join(sorted(_SCHEDULES))})")
+        raise unknown_name("schedule", name, _SCHEDULES)
     return _SCHEDULES[name]
 
 
