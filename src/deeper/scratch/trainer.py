@@ -395,6 +395,7 @@ def _restore(run: ScratchRun, cbs, path: Path) -> LoopState:
 
 def _finish(run: ScratchRun, state: LoopState, run_dir: Path, logger, stopped: str, started: float) -> dict:
     from deeper.models import save_weights
+    from deeper.train.fit import run_result
 
     cfg = run.cfg
     test = evaluate_net(run.net, run.test_loader)
@@ -411,29 +412,10 @@ def _finish(run: ScratchRun, state: LoopState, run_dir: Path, logger, stopped: s
             title=f"{cfg.model} on {cfg.data} ({cfg.recipe} recipe, {cfg.engine} engine, {run.dtype.name})",
         )  # fmt: skip
     logger.close()
-    last = state.history[-1] if state.history else {}
-    result = {
-        "model": cfg.model,
-        "data": cfg.data,
-        "recipe": cfg.recipe,
-        "test_accuracy": test.get("accuracy"),
-        "test_loss": test.get("loss"),
-        "val_accuracy": last.get("val_accuracy"),
-        "epochs": state.epoch,
-        "steps": state.global_step,
-        "stopped": stopped,
-        "train_seconds": state.train_seconds,
-        "img_per_s": state.train_samples / state.train_seconds if state.train_seconds > 0 else None,
-        "seconds": time.perf_counter() - started,
-        "params": run.net.num_params(),
-        "device": run.device,
-        "world_size": 1,
-        "amp": "off",
-        "engine": cfg.engine,
-        "dtype": run.dtype.name,
-        "run_dir": str(run_dir),
-        "weights": str(weights),
-    }
+    result = run_result(
+        cfg, state, test, stopped=stopped, started=started, params=run.net.num_params(), device=run.device,
+        run_dir=run_dir, weights=weights, amp="off", engine=cfg.engine, dtype=run.dtype.name,
+    )  # fmt: skip
     write_text_atomic(run_dir / "result.json", json.dumps(result, indent=2) + "\n")
     return result
 

@@ -253,32 +253,55 @@ def _finish(
             state.history, run_dir / "curves.png", title=f"{cfg.model} on {cfg.data} ({cfg.recipe} recipe)"
         )
     logger.close()
+    result = run_result(
+        cfg, state, test_metrics, stopped=stopped, started=started, params=n_params, device=str(run.device),
+        world_size=run.world_size, amp=cfg.amp, run_dir=run_dir, weights=weights,
+    )  # fmt: skip
+    if run.is_main:
+        write_text_atomic(run_dir / "result.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def run_result(
+    cfg,
+    state: LoopState,
+    test: dict,
+    *,
+    stopped: str,
+    started: float,
+    params: int,
+    device: str,
+    run_dir: Path,
+    weights: Path,
+    world_size: int = 1,
+    **extra,
+) -> dict:
+    """The ``result.json`` of a finished run (either engine): what was trained, how well, how fast.
+
+    ``extra`` (the scratch engine's ``engine`` and ``dtype``) goes before the paths.
+    """
     last = state.history[-1] if state.history else {}
-    result = {
+    seconds = state.train_seconds
+    return {
         "model": cfg.model,
         "data": cfg.data,
         "recipe": cfg.recipe,
-        "test_accuracy": test_metrics.get("accuracy"),
-        "test_loss": test_metrics.get("loss"),
+        "test_accuracy": test.get("accuracy"),
+        "test_loss": test.get("loss"),
         "val_accuracy": last.get("val_accuracy"),
         "epochs": state.epoch,
         "steps": state.global_step,
         "stopped": stopped,
-        "train_seconds": state.train_seconds,
-        "img_per_s": state.train_samples * run.world_size / state.train_seconds
-        if state.train_seconds > 0
-        else None,
+        "train_seconds": seconds,
+        "img_per_s": state.train_samples * world_size / seconds if seconds > 0 else None,
         "seconds": time.perf_counter() - started,
-        "params": n_params,
-        "device": str(run.device),
-        "world_size": run.world_size,
-        "amp": cfg.amp,
+        "params": params,
+        "device": device,
+        "world_size": world_size,
+        **extra,
         "run_dir": str(run_dir),
         "weights": str(weights),
     }
-    if run.is_main:
-        write_text_atomic(run_dir / "result.json", json.dumps(result, indent=2) + "\n")
-    return result
 
 
 def _epoch_line(row: dict, epochs: int) -> str:
