@@ -52,6 +52,12 @@ ENSEMBLES: dict[str, tuple[str, dict[str, tuple[dict, list[int]]]]] = {
                 {**DIGITS, "model_arg": ["width=2"], "epochs": 30},
                 list(range(200, 210)),
             ),
+            # another family for diversity, trained on this CPU: residual blocks, global
+            # average pooling, no affine bottleneck; all 60,000 training images
+            "resnet20-full": (
+                {"model": "resnet20", "augment": "default", "epochs": 15, "val_size": 0},
+                list(range(300, 306)),
+            ),
         },
     ),
     "fashion-mnist": ("fashion-mnist", {"resnet20-w4": (CLOTHES, list(range(6)))}),

@@ -39,6 +39,21 @@ def test_member_command_spells_every_option(acc, tmp_path):
     assert short[short.index("--epochs") + 1] == "1"
 
 
+def test_every_group_is_a_valid_deeper_train_command(acc, tmp_path):
+    from deeper.cli import build_parser
+
+    parser = build_parser()
+    for data, groups in acc.ENSEMBLES.values():
+        for options, seeds in groups.values():
+            argv = acc.train_argv(data, options, seeds[0], tmp_path / "m", args())
+            ns = parser.parse_args(argv[3:])  # SystemExit on an option deeper train does not know
+            assert ns.data == data and ns.seed == seeds[0]
+            assert ns.epochs == options["epochs"] and ns.model == options["model"]
+    full = acc.ENSEMBLES["mnist"][1]["resnet20-full"][0]
+    argv = acc.train_argv("mnist", full, 0, tmp_path / "m", args())
+    assert argv[argv.index("--val-size") + 1] == "0"  # all 60,000 training images
+
+
 def test_an_interrupted_member_is_resumed_not_restarted(acc, tmp_path):
     out = tmp_path / "m"
     (out / "checkpoints").mkdir(parents=True)
