@@ -211,8 +211,14 @@ def test_half_precision_training_learns(tmp_path):
             ["train", "--data", "digits", "--dtype", "float16"],
             "--dtype sets the precision of --engine numpy/cupy",
         ),
-        (["train", "--engine", "numpy", "--data", "digits", "--optimizer", "adamw"], "no optimizer 'adamw'"),
-        (["train", "--engine", "numpy", "--data", "digits", "--model", "alexnet"], "no network 'alexnet'"),
+        (
+            ["train", "--engine", "numpy", "--data", "digits", "--optimizer", "adamw"],
+            "unknown scratch-engine optimizer 'adamw'",
+        ),
+        (
+            ["train", "--engine", "numpy", "--data", "digits", "--model", "alexnet"],
+            "unknown scratch-engine network 'alexnet'",
+        ),
         (
             ["eval", "--engine", "numpy", "--weights", "missing.safetensors", "--data", "digits"],
             "weights file not found",
