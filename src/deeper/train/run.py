@@ -156,7 +156,7 @@ def build_run(cfg: TrainConfig) -> Run:
 
         updater = make_graphed_updater(
             optimizer, scheduler, amp=amp, device=device, clip_grad=cfg.clip_grad,
-            weight_noise=cfg.weight_noise, world_size=world.world_size if world is not None else 1,
+            weight_noise=cfg.weight_noise, world_size=world_size,
         )  # fmt: skip
     metadata = {
         "model": cfg.model,
