@@ -176,6 +176,7 @@ def test_shift_tta_averages_each_image_with_its_four_one_pixel_shifts():
     x = torch.arange(9.0).view(1, 1, 3, 3)
     assert shift_images(x, 1, 0)[0, 0].tolist() == [[0, 0, 0], [0, 1, 2], [3, 4, 5]]  # down
     assert shift_images(x, 0, -1)[0, 0].tolist() == [[1, 2, 0], [4, 5, 0], [7, 8, 0]]  # left
+    assert shift_images(x, -2, 2)[0, 0].tolist() == [[0, 0, 6], [0, 0, 0], [0, 0, 0]]  # two up, two right
     torch.manual_seed(0)
     model = create_model("deep-convnet").eval()
     ds = load_dataset("digits", "test").subset(slice(0, 30))

@@ -38,8 +38,9 @@ SHIFTS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 def shift_images(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """``x`` (N, C, H, W) moved ``dy`` rows down and ``dx`` columns right, zeros shifted in."""
     h, w = x.shape[2:]
-    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
-    return padded[:, :, 1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w]
+    m = max(abs(dy), abs(dx))
+    padded = torch.nn.functional.pad(x, (m, m, m, m))
+    return padded[:, :, m - dy : m - dy + h, m - dx : m - dx + w]
 
 
 def bootstrap_resample(ds: ImageDataset, *, seed: int) -> ImageDataset:
