@@ -9,7 +9,10 @@ He initialisation (normal, std sqrt(2 / fan_in)), zero biases: 123,552 parameter
 for 1x28x28 inputs.  Options (the defaults are exactly the book's network):
 ``dropout`` (rate of both dropouts), ``norm`` (a normalisation layer after each
 convolution, before its ReLU: ``batch``, ``layer``, ``instance`` or ``group``;
-see :func:`norm_layer`) and ``width`` (a multiplier of the channel counts).  The second dropout acts on the logits, as in the book.
+see :func:`norm_layer`), ``width`` (a multiplier of the channel counts) and
+``width_norm`` (stretch each digit's ink to this many pixels wide before the
+first convolution, MCDNN's input normalisation; see
+:class:`~deeper.models.preprocess.WidthNormalize`).  The second dropout acts on the logits, as in the book.
 Parameter names (``conv1`` ... ``conv6``, ``fc1``, ``fc2``) and layouts are
 PyTorch's; the book's ``W1``...``b8`` map onto them (see :mod:`deeper.models.book`).
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deeper.models.preprocess import WidthNormalize
 from deeper.models.registry import register_model
 
 CONVS = ((16, 1), (16, 1), (32, 1), (32, 2), (64, 1), (64, 1))  # (out channels, padding)
@@ -81,8 +85,10 @@ class DeepConvNet(nn.Module):
         dropout: float = 0.5,
         norm: str | None = None,
         width: float = 1.0,
+        width_norm: float = 0.0,
     ):
         super().__init__()
+        self.width_norm = WidthNormalize(width_norm) if width_norm else None
         h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
         chans = in_chans
         for i, (out, pad) in enumerate(CONVS, start=1):
@@ -107,6 +113,8 @@ class DeepConvNet(nn.Module):
         he_init_(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.width_norm is not None:
+            x = self.width_norm(x)
         for i in range(1, 7):
             x = getattr(self, f"conv{i}")(x)
             if (norm := getattr(self, f"norm{i}", None)) is not None:
@@ -142,9 +150,10 @@ def deep_convnet(
     dropout: float = 0.5,
     norm: str | None = None,
     width: float = 1.0,
+    width_norm: float = 0.0,
 ) -> DeepConvNet:
     """The chapter's DeepConvNet: six 3x3 convs (16-16-32-32-64-64), He init, ReLU, dropout."""
     return DeepConvNet(
         num_classes=num_classes, in_chans=in_chans, img_size=img_size, hidden=hidden, dropout=dropout,
-        norm=norm, width=width,
+        norm=norm, width=width, width_norm=width_norm,
     )  # fmt: skip

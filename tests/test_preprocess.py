@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from deeper.errors import ConfigError
+from deeper.models import create_model
+from deeper.models.preprocess import WidthNormalize
+from deeper.models.weights import model_from_weights, save_weights
+
+
+def ink_columns(x: torch.Tensor, threshold: float = 0.1) -> list[tuple[int, int]]:
+    """(first, last) column holding ink, per image of (N, 1, H, W)."""
+    ink = x.amax(dim=(1, 2)) > threshold
+    return [(int(r.nonzero().min()), int(r.nonzero().max())) for r in ink]
+
+
+def bars(specs: list[tuple[int, int, int, int]], size: int = 28) -> torch.Tensor:
+    """Images with one rectangle of ink each: (top, bottom, left, right), inclusive."""
+    x = torch.zeros(len(specs), 1, size, size)
+    for i, (top, bottom, left, right) in enumerate(specs):
+        x[i, 0, top : bottom + 1, left : right + 1] = 1.0
+    return x
+
+
+@pytest.mark.parametrize("width", [10, 14, 20])
+def test_width_normalize_stretches_every_digit_to_the_width_centred(width):
+    # narrow and wide strokes, off-centre: a "1" of 3 pixels, a wide "0" of 18, one at the edge
+    x = bars([(4, 23, 3, 5), (4, 23, 5, 22), (6, 20, 20, 27), (4, 23, 12, 15)])
+    y = WidthNormalize(width)(x)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    for first, last in ink_columns(y, threshold=0.5):
+        assert abs((last - first + 1) - width) <= 1  # ink now spans `width` pixels
+        assert abs((first + last + 1) / 2 - 14) <= 0.5  # centred on the image's middle
+    # the height is left alone: the same rows hold ink
+    assert torch.equal(y.amax(dim=3) > 0.5, x.amax(dim=3) > 0.5)
+    assert y.min() >= 0 and y.max() <= 1
+
+
+def test_width_normalize_is_per_image_and_leaves_blank_images_alone():
+    x = torch.rand(5, 1, 28, 28) * (torch.rand(5, 1, 1, 1) > 0.3)
+    x[2] = 0
+    norm = WidthNormalize(12)
+    batched = norm(x)
+    one_by_one = torch.cat([norm(x[i : i + 1]) for i in range(5)])
+    torch.testing.assert_close(batched, one_by_one)
+    assert torch.equal(batched[2], x[2])
+
+
+def test_width_normalize_of_an_image_already_at_the_width_is_the_identity():
+    x = bars([(5, 22, 9, 18)])  # 10 columns wide, centred
+    torch.testing.assert_close(WidthNormalize(10)(x), x)
+
+
+def test_deep_convnet_width_norm_travels_with_the_weights(tmp_path):
+    torch.manual_seed(0)
+    net = create_model("deep-convnet", width_norm=12, norm="batch").eval()
+    assert isinstance(net.width_norm, WidthNormalize) and net.width_norm.width == 12
+    assert create_model("deep-convnet").width_norm is None  # the book's network is unchanged
+    x = bars([(4, 23, 3, 5), (4, 23, 5, 22)])
+    path = save_weights(net, tmp_path / "w.safetensors", {
+        "model": "deep-convnet", "model_kwargs": {"width_norm": 12, "norm": "batch"},
+    })  # fmt: skip
+    again, _ = model_from_weights(path)
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x), net(x))
+    assert again.width_norm.width == 12
+    plain, _ = model_from_weights(path, width_norm=0.0)  # the same weights without it see other inputs
+    with torch.no_grad():
+        assert not torch.allclose(plain.eval()(x), net(x))
+    with pytest.raises(ConfigError, match="positive width"):
+        create_model("deep-convnet", width_norm=-3)
