@@ -58,6 +58,14 @@ ENSEMBLES: dict[str, tuple[str, dict[str, tuple[dict, list[int]]]]] = {
                 {"model": "resnet20", "augment": "default", "epochs": 15, "val_size": 0},
                 list(range(300, 306)),
             ),
+            # diversity in the input (MCDNN): each digit stretched to a fixed ink width first
+            **{
+                f"deep-convnet-wn{w}": (
+                    {**DIGITS, "model_arg": [f"width_norm={w}"], "val_size": 0},
+                    list(range(400 + 10 * w, 404 + 10 * w)),
+                )
+                for w in (10, 12, 14, 16, 18, 20)
+            },
         },
     ),
     "fashion-mnist": ("fashion-mnist", {"resnet20-w4": (CLOTHES, list(range(6)))}),
@@ -116,6 +124,22 @@ def train_members(jobs: list[tuple[list[str], Path]], parallel: int, time_limit:
     return failed
 
 
+def make_plan(names: list[str], *, data: str | None, members: int | None, out: Path) -> list[tuple]:
+    """The members of the ensembles ``names``: ``(ensemble, dataset, group, options, seed, run folder)``.
+
+    They are listed round-robin over each ensemble's groups (every group's first seed,
+    then every second one, ...), so that a ``--time-limit`` leaves each group members.
+    """
+    plan = []
+    for name in names:
+        dataset, groups = ENSEMBLES[name]
+        for group, (options, seeds) in groups.items():
+            for k, seed in enumerate(seeds[:members] if members else seeds):
+                folder = out / name / f"{group}-s{seed}"
+                plan.append((k, names.index(name), (name, data or dataset, group, options, seed, folder)))
+    return [x for *_, x in sorted(plan, key=lambda x: (x[1], x[0]))]
+
+
 def score(name: str, probs: torch.Tensor, labels: torch.Tensor, accs: list[float]) -> dict:
     """Single-model (``accs``) and ensemble accuracies of the members whose probabilities are ``probs``."""
     by = score_ensemble(probs, labels)
@@ -153,13 +177,7 @@ def main(argv=None) -> int:
         p.error(f"unknown ensemble(s): {', '.join(unknown)} (known: {', '.join(ENSEMBLES)})")
 
     started = time.perf_counter()
-    plan = []  # (ensemble, dataset, group, options, seed, run folder)
-    for name in names:
-        data, groups = ENSEMBLES[name]
-        data = args.data or data
-        for group, (options, seeds) in groups.items():
-            for seed in seeds[: args.members] if args.members else seeds:
-                plan.append((name, data, group, options, seed, Path(args.out) / name / f"{group}-s{seed}"))
+    plan = make_plan(names, data=args.data, members=args.members, out=Path(args.out))
     wanted = set(args.groups.split(",")) if args.groups else None
     todo = [
         (train_argv(d, o, s, out, args), out) for _, d, g, o, s, out in plan if wanted is None or g in wanted

@@ -54,6 +54,23 @@ def test_every_group_is_a_valid_deeper_train_command(acc, tmp_path):
     assert argv[argv.index("--val-size") + 1] == "0"  # all 60,000 training images
 
 
+def test_members_are_planned_round_robin_over_the_groups(acc, tmp_path):
+    plan = acc.make_plan(["mnist", "fashion-mnist"], data=None, members=None, out=tmp_path)
+    groups = list(acc.ENSEMBLES["mnist"][1])
+    mnist = [x for x in plan if x[0] == "mnist"]
+    assert [x[2] for x in mnist[: len(groups)]] == groups  # every group's first seed comes first
+    assert [x[4] for x in mnist[: len(groups)]] == [s[0] for _, s in acc.ENSEMBLES["mnist"][1].values()]
+    assert (
+        mnist[len(groups)][2] == groups[0]
+        and mnist[len(groups)][4] == acc.ENSEMBLES["mnist"][1][groups[0]][1][1]
+    )
+    assert len(mnist) == sum(len(s) for _, s in acc.ENSEMBLES["mnist"][1].values())
+    assert [x[0] for x in plan] == ["mnist"] * len(mnist) + ["fashion-mnist"] * (len(plan) - len(mnist))
+    assert plan[0][5] == tmp_path / "mnist" / f"{groups[0]}-s0"
+    two = acc.make_plan(["mnist"], data="digits", members=2, out=tmp_path)
+    assert len(two) == 2 * len(groups) and {x[1] for x in two} == {"digits"}
+
+
 def test_an_interrupted_member_is_resumed_not_restarted(acc, tmp_path):
     out = tmp_path / "m"
     (out / "checkpoints").mkdir(parents=True)
