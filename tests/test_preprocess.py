@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -5,6 +6,8 @@ from deeper.errors import ConfigError
 from deeper.models import create_model
 from deeper.models.preprocess import WidthNormalize
 from deeper.models.weights import model_from_weights, save_weights
+from deeper.scratch import create_net
+from deeper.scratch.layers import WidthNormalize as ScratchWidthNormalize
 
 
 def ink_columns(x: torch.Tensor, threshold: float = 0.1) -> list[tuple[int, int]]:
@@ -68,3 +71,25 @@ def test_deep_convnet_width_norm_travels_with_the_weights(tmp_path):
         assert not torch.allclose(plain.eval()(x), net(x))
     with pytest.raises(ConfigError, match="positive width"):
         create_model("deep-convnet", width_norm=-3)
+
+
+def test_the_scratch_layer_equals_torch_forward_and_backward():
+    """The NumPy twin: the same images out, and its backward is the input gradient autograd finds."""
+    x = bars([(4, 23, 3, 5), (4, 23, 5, 22), (6, 20, 20, 27), (2, 9, 0, 27)]).double()
+    x = x * torch.rand(x.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x[3] = 0  # a blank image too
+    x.requires_grad_(True)
+    y = WidthNormalize(14)(x)
+    dout = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    (y * dout).sum().backward()
+    layer = ScratchWidthNormalize(14)
+    ours = layer.forward(x.detach().numpy())
+    np.testing.assert_allclose(ours, y.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.backward(dout.numpy()), x.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_the_scratch_deep_convnet_takes_width_norm_like_torch():
+    net = create_net("deep-convnet", width_norm=16)
+    assert next(iter(net.layers)) == "width_norm"
+    with pytest.raises(ConfigError, match="positive width"):
+        create_net("deep-convnet", width_norm=-1)

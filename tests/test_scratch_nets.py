@@ -24,6 +24,7 @@ def _one_blas_thread():
 VARIANTS = [
     ("deep-convnet", {}),
     ("deep-convnet", {"norm": "batch", "width": 0.5, "hidden": 20}),
+    ("deep-convnet", {"width": 0.5, "width_norm": 12}),
     ("simple-convnet", {"filters": 6, "hidden": 16}),
     ("mlp", {}),
     ("mlp", {"hidden_sizes": (20, 15), "activation": "sigmoid", "batchnorm": True}),

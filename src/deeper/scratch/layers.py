@@ -104,6 +104,51 @@ class Flatten(Layer):
         return dout.reshape(self.x_shape)
 
 
+class WidthNormalize(Layer):
+    """Stretch each image horizontally so its ink spans ``width`` pixels, centred (MCDNN's input
+    normalisation; :class:`deeper.models.preprocess.WidthNormalize` is the PyTorch twin).
+
+    Row by row the output is a linear interpolation of the input's columns, a different
+    one per image: a (W, W) matrix per image, so forward and backward are one batched
+    matrix product each.  The ink is the columns whose brightest pixel exceeds
+    ``threshold``; a blank image passes unchanged.
+    """
+
+    def __init__(self, width: float, threshold: float = 0.1):
+        super().__init__()
+        if not width > 0:
+            raise ValueError(f"width_norm must be a positive width in pixels, got {width}")
+        self.width, self.threshold = float(width), float(threshold)
+
+    def __repr__(self) -> str:
+        return f"WidthNormalize(width={self.width:g})"
+
+    def forward(self, x):
+        xp = get_xp(x)
+        n, w = x.shape[0], x.shape[3]
+        ink = x.max(axis=(1, 2)) > self.threshold  # (N, W)
+        cols = xp.arange(w)
+        first = xp.where(ink, cols, w).min(axis=1)
+        last = xp.where(ink, cols, -1).max(axis=1)
+        blank = ~ink.any(axis=1)
+        scale = xp.where(blank, 1.0, xp.maximum(last - first + 1, 1) / self.width)
+        centre = xp.where(blank, w / 2, (first + last + 1) / 2)
+        # output column j reads input position centre + (j + 1/2 - W/2) * scale - 1/2 (pixel indices)
+        pos = centre[:, None] + (cols[None, :] + 0.5 - w / 2) * scale[:, None] - 0.5
+        left = xp.floor(pos).astype(np.int64)
+        frac = pos - left
+        rows, outs = xp.arange(n)[:, None], cols[None, :]
+        m = xp.zeros((n, w, w), dtype=np.float64)  # m[i, j, k]: weight of input column k in output j
+        for k, weight in ((left, 1 - frac), (left + 1, frac)):
+            inside = (k >= 0) & (k < w)  # zeros outside the image
+            m[rows, outs, xp.clip(k, 0, w - 1)] += xp.where(inside, weight, 0.0)
+        self.m = m.astype(x.dtype)
+        return xp.einsum("nchk,njk->nchj", x, self.m)
+
+    def backward(self, dout):
+        return get_xp(dout).einsum("nchj,njk->nchk", dout, self.m)
+
+
 class Conv2d(Layer):
     """2-D cross-correlation, weight (F, C, kh, kw), by im2col (``impl="im2col"``) or the definition (``"naive"``).
 

@@ -244,15 +244,21 @@ def _check_norm(norm, model: str) -> bool:
 @register_net("deep-convnet")
 def deep_convnet(
     *, num_classes=10, in_chans=1, img_size=28, hidden=50, dropout=0.5, norm=None, width=1.0,
-    dtype=np.float32, xp=np, seed=0,
+    width_norm=0.0, dtype=np.float32, xp=np, seed=0,
 ) -> Sequential:  # fmt: skip
     """The chapter's DeepConvNet: six 3x3 convolutions (16-16-32-32-64-64, ReLU, max-pool after every
     second), affine 50, ReLU, dropout, affine, dropout; He initialisation.  ``norm="batch"`` adds
-    batch norm (``norm<i>``) between each convolution and its ReLU; ``width`` scales the channels."""
+    batch norm (``norm<i>``) between each convolution and its ReLU; ``width`` scales the channels;
+    ``width_norm`` stretches each digit's ink to that many pixels wide first."""
     batchnorm = _check_norm(norm, "deep-convnet")
     rng = np.random.default_rng(seed)
     h = img_size
     layers: list[tuple[str, L.Layer]] = []
+    if width_norm:
+        try:
+            layers.append(("width_norm", L.WidthNormalize(width_norm)))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     c = in_chans
     for i, (out, pad) in enumerate(DEEP_CONVS, start=1):
         out = max(1, round(out * width))
