@@ -27,6 +27,11 @@ def test_train_help_lists_the_accuracy_options(capsys):
         (["optimizers", "list", "--optimizers", "adamm"], "did you mean adam"),
         (["augment-preview", "--data", "digits", "-o", "a.png", "--augment", "spin=3"], "unknown op 'spin'"),
         (["augment-preview", "--data", "nope", "-o", "a.png", "--augment", "flip=1"], "unknown dataset"),
+        (
+            ["augment-preview", "--data", "digits", "-o", "a.png", "--width-norm", "10,wide"],
+            "comma-separated",
+        ),
+        (["augment-preview", "--data", "digits", "-o", "a.png", "--width-norm", "0"], "positive widths"),
         (["ensemble", "--runs", "no/such/run"], "no such run"),
         (["cv", "--data", "digits", "--grid", "speed=1,2"], "not a training option"),
         (["train", "--data", "digits", "--augment", "default,wobble=2"], "unknown op 'wobble'"),
@@ -96,6 +101,17 @@ def test_augment_preview_is_seeded(capsys, tmp_path):
     assert r["augment"]["rotate"] == 10.0 and r["images"] == 3 and r["copies"] == 4
     assert a.read_bytes() == b.read_bytes()
     with Image.open(a) as im:
+        assert im.format == "PNG"
+
+
+def test_augment_preview_shows_width_normalisation(capsys, tmp_path):
+    path = tmp_path / "w.png"
+    code, out, err = run(capsys, "augment-preview", "--data", "digits", "-o", str(path), "--images", "2",
+                         "--width-norm", "10,20", "--json")  # fmt: skip
+    assert code == 0, err
+    r = last_json(out)
+    assert r["width_norm"] == [10.0, 20.0] and r["copies"] == 2 and r["augment"] is None
+    with Image.open(path) as im:
         assert im.format == "PNG"
 
 

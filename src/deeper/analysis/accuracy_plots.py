@@ -215,8 +215,12 @@ def augment_preview(
     path: str | os.PathLike,
     *,
     title: str = "",
+    labels: list[str] | None = None,
 ) -> None:
-    """A grid: one row per image, the original (uint8 ``(N, C, H, W)``) then each augmented copy (float in [0, 1])."""
+    """A grid: one row per image, the original (uint8 ``(N, C, H, W)``) then each augmented copy (float in [0, 1]).
+
+    ``labels`` name the copies' columns (default ``copy 1``, ``copy 2``, ...).
+    """
     n, cols = originals.shape[0], 1 + len(copies)
     fig, axes = plt.subplots(n, cols, figsize=(cols * 1.0, n * 1.0 + (0.5 if title else 0)), squeeze=False)
     for i in range(n):
@@ -228,7 +232,7 @@ def augment_preview(
             else:
                 ax.imshow(img.permute(1, 2, 0).clamp(0, 1).numpy())
             if i == 0:
-                ax.set_title("original" if j == 0 else f"copy {j}", fontsize=7)
+                ax.set_title("original" if j == 0 else labels[j - 1] if labels else f"copy {j}", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(wspace=0.05, hspace=0.05)

@@ -199,7 +199,10 @@ def run_optimizers(args, out) -> dict:
 
 @command("augment-preview", "draw dataset images next to augmented copies of them")
 def configure_augment_preview(p: argparse.ArgumentParser) -> None:
-    p.epilog = "example:\n  deeper augment-preview --data mnist --augment rotate=15,elastic=34 -o aug.png"
+    p.epilog = (
+        "examples:\n  deeper augment-preview --data mnist --augment rotate=15,elastic=34 -o aug.png\n"
+        "  deeper augment-preview --data mnist --width-norm 10,14,20 -o widths.png"
+    )
     p.add_argument("--data", default="mnist", help="dataset whose training images are shown")
     p.add_argument("-o", "--output", required=True, metavar="FILE.png", help="where to write the grid")
     p.add_argument(
@@ -209,9 +212,25 @@ def configure_augment_preview(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=int, default=8, help="how many images (rows)")
     p.add_argument("--copies", type=int, default=6, help="augmented copies per image (columns)")
     p.add_argument("--seed", type=int, default=0, help="seed of the augmentations (same seed, same grid)")
+    p.add_argument(
+        "--width-norm", metavar="W,W,...",
+        help="instead of augmented copies, show each image normalised to these ink widths in pixels "
+        "(the `--model-arg width_norm=W` of deep-convnet)",
+    )  # fmt: skip
     add_data_dir(p)
     add_json(p)
     p.set_defaults(run=run_augment_preview)
+
+
+def parse_widths(text: str) -> list[float]:
+    """``"10,14,20"`` -> ``[10.0, 14.0, 20.0]``; a clear error for anything else."""
+    try:
+        widths = [float(w) for w in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--width-norm takes comma-separated widths in pixels, got {text!r}") from None
+    if not widths or not all(0 < w <= 1000 for w in widths) or len(widths) > 30:
+        raise ConfigError(f"--width-norm takes 1 to 30 positive widths in pixels, got {text!r}")
+    return widths
 
 
 def run_augment_preview(args, out) -> dict:
@@ -225,21 +244,31 @@ def run_augment_preview(args, out) -> dict:
     if not 1 <= args.images <= 100 or not 1 <= args.copies <= 30:
         raise ConfigError("--images must be in 1..100 and --copies in 1..30")
     ops = parse_augment(args.augment, args.data)
+    widths = parse_widths(args.width_norm) if args.width_norm else None
     ds = load_dataset(args.data, "train", data_dir=args.data_dir)
     images = ds.images[: args.images]
-    augment = Augment(ops)
-    g = torch.Generator().manual_seed(args.seed)
     x = images.float() / 255.0
-    copies = [augment(x, g) if augment else x.clone() for _ in range(args.copies)]
-    spec = describe_augment(ops)
-    augment_preview(images, copies, args.output, title=f"{args.data}: {spec} (seed {args.seed})")
-    out.line(f"{len(images)} images x {args.copies} copies ({spec}) -> {args.output}")
+    if widths:
+        from deeper.models.preprocess import WidthNormalize
+
+        copies = [WidthNormalize(w)(x) for w in widths]
+        labels = [f"width {w:g}" for w in widths]
+        spec, title = "width normalisation", f"{args.data}: ink stretched to a fixed width"
+    else:
+        augment = Augment(ops)
+        g = torch.Generator().manual_seed(args.seed)
+        copies = [augment(x, g) if augment else x.clone() for _ in range(args.copies)]
+        spec = describe_augment(ops)
+        labels, title = None, f"{args.data}: {spec} (seed {args.seed})"
+    augment_preview(images, copies, args.output, title=title, labels=labels)
+    out.line(f"{len(images)} images x {len(copies)} copies ({spec}) -> {args.output}")
     return {
         "output": args.output,
         "data": args.data,
-        "augment": ops,
+        "augment": None if widths else ops,
+        "width_norm": widths,
         "images": len(images),
-        "copies": args.copies,
+        "copies": len(copies),
     }
 
 
