@@ -41,6 +41,9 @@ CLOTHES = {
     "channels_last": True,
 }  # fmt: skip
 
+#: the ink widths (pixels) of MCDNN's width-normalised inputs
+WIDTHS = (10, 12, 14, 16, 18, 20)
+
 #: ensemble -> (dataset, {group: (train options, seeds)})
 ENSEMBLES: dict[str, tuple[str, dict[str, tuple[dict, list[int]]]]] = {
     "mnist": (
@@ -64,11 +67,19 @@ ENSEMBLES: dict[str, tuple[str, dict[str, tuple[dict, list[int]]]]] = {
                     {**DIGITS, "model_arg": [f"width_norm={w}"], "val_size": 0},
                     list(range(400 + 10 * w, 404 + 10 * w)),
                 )
-                for w in (10, 12, 14, 16, 18, 20)
+                for w in WIDTHS
             },
         },
     ),
     "fashion-mnist": ("fashion-mnist", {"resnet20-w4": (CLOTHES, list(range(6)))}),
+}
+
+WIDTH_GROUPS = [f"deep-convnet-wn{w}" for w in WIDTHS]
+#: ensemble -> {row: groups}: further rows scored besides each group and "all", fixed in
+#: advance (not picked by their test scores).  "7-inputs" is MCDNN's layout: one network, the
+#: digits as they are and normalised to six widths.
+SETS: dict[str, dict[str, list[str]]] = {
+    "mnist": {"7-inputs": ["deep-convnet", *WIDTH_GROUPS], "widths": WIDTH_GROUPS},
 }
 
 
@@ -140,6 +151,22 @@ def make_plan(names: list[str], *, data: str | None, members: int | None, out: P
     return [x for *_, x in sorted(plan, key=lambda x: (x[1], x[0]))]
 
 
+def scored_sets(name: str, finished: list[tuple]) -> dict[str, list[Path]]:
+    """Row label -> run folders of the finished members (plan entries) of ensemble ``name``.
+
+    Every group, each of the ensemble's :data:`SETS` that spans more than one group
+    with finished members, and ``all`` when there are several groups.
+    """
+    groups = list(dict.fromkeys(x[2] for x in finished))
+    sets = {g: [x[5] for x in finished if x[2] == g] for g in groups}
+    for row, members in SETS.get(name, {}).items():
+        if len({x[2] for x in finished if x[2] in members}) > 1:  # one group's row is there already
+            sets[row] = [x[5] for x in finished if x[2] in members]
+    if len(groups) > 1:
+        sets["all"] = [x[5] for x in finished]
+    return sets
+
+
 def score(name: str, probs: torch.Tensor, labels: torch.Tensor, accs: list[float]) -> dict:
     """Single-model (``accs``) and ensemble accuracies of the members whose probabilities are ``probs``."""
     by = score_ensemble(probs, labels)
@@ -198,10 +225,7 @@ def main(argv=None) -> int:
         if not mine:
             continue
         data = mine[0][1]
-        groups = sorted({x[2] for x in mine}, key=[x[2] for x in mine].index)
-        sets = {g: [x[5] for x in mine if x[2] == g] for g in groups}
-        if len(groups) > 1:
-            sets["all"] = [x[5] for x in mine]
+        sets = scored_sets(name, mine)
         everyone = [x[5] for x in mine]  # each member's probabilities once, sliced per group
         probs, labels, members, _ = ensemble_probabilities(
             [str(p) for p in everyone], data=data, device=args.device, data_dir=args.data_dir, tta=args.tta

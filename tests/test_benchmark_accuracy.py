@@ -71,6 +71,28 @@ def test_members_are_planned_round_robin_over_the_groups(acc, tmp_path):
     assert len(two) == 2 * len(groups) and {x[1] for x in two} == {"digits"}
 
 
+def test_scored_rows_are_the_groups_the_fixed_sets_and_all(acc, tmp_path):
+    def member(group, seed):
+        return ("mnist", "mnist", group, {}, seed, tmp_path / f"{group}-s{seed}")
+
+    finished = [member("deep-convnet", 0), member("deep-convnet-wn10", 500), member("deep-convnet-w2", 100),
+                member("deep-convnet-wn12", 520), member("deep-convnet", 1)]  # fmt: skip
+    sets = acc.scored_sets("mnist", finished)
+    assert list(sets)[:4] == ["deep-convnet", "deep-convnet-wn10", "deep-convnet-w2", "deep-convnet-wn12"]
+    assert sets["deep-convnet"] == [tmp_path / "deep-convnet-s0", tmp_path / "deep-convnet-s1"]
+    assert [p.name for p in sets["7-inputs"]] == [
+        "deep-convnet-s0", "deep-convnet-wn10-s500", "deep-convnet-wn12-s520", "deep-convnet-s1",
+    ]  # fmt: skip
+    assert [p.name for p in sets["widths"]] == ["deep-convnet-wn10-s500", "deep-convnet-wn12-s520"]
+    assert sets["all"] == [x[5] for x in finished]
+    # a set whose members come from one group only adds no row; one group alone has no "all"
+    one = acc.scored_sets("mnist", finished[:1] + finished[4:])
+    assert list(one) == ["deep-convnet"]
+    assert "widths" not in acc.scored_sets(
+        "mnist", [member("deep-convnet-wn10", 500), member("resnet20-full", 300)]
+    )
+
+
 def test_an_interrupted_member_is_resumed_not_restarted(acc, tmp_path):
     out = tmp_path / "m"
     (out / "checkpoints").mkdir(parents=True)
