@@ -126,6 +126,8 @@ def test_what_cannot_be_convolutionalized():
     uneven = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(32, 3))
     with pytest.raises(ConfigError, match="uneven windows"):
         convolutionalize(uneven, (1, 9, 9))  # 7x7 -> 4x4
+    with pytest.raises(ConfigError, match="one digit per image"):
+        convolutionalize(create_model("deep-convnet", width_norm=14), (1, 28, 28))
 
 
 # --- deeper heatmap ---------------------------------------------------------------------------------------

@@ -93,3 +93,30 @@ def test_the_scratch_deep_convnet_takes_width_norm_like_torch():
     assert next(iter(net.layers)) == "width_norm"
     with pytest.raises(ConfigError, match="positive width"):
         create_net("deep-convnet", width_norm=-1)
+
+
+def test_int8_quantization_keeps_width_norm_whole_and_in_float():
+    from deeper.accel.quantize import int8_static
+
+    torch.manual_seed(0)
+    net = create_model("deep-convnet", width_norm=14, norm="batch").eval()
+    x = bars([(4, 23, 3, 5), (4, 23, 5, 22), (6, 20, 20, 27), (2, 9, 0, 27)])
+    q = int8_static(net, [x])
+    assert "self.width_norm(x)" in q.code  # one float module, not traced op by op
+    with torch.no_grad():
+        torch.testing.assert_close(q.width_norm(x), net.width_norm(x))
+        assert (q(x) - net(x)).abs().max() < 0.1 * net(x).abs().max()
+
+
+@pytest.mark.slow
+def test_onnx_export_of_width_norm_matches_eager(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from deeper.accel.export import export_onnx
+
+    torch.manual_seed(0)
+    net = create_model("deep-convnet", width_norm=12).eval()
+    x = bars([(4, 23, 3, 5), (6, 20, 20, 27)])
+    session = ort.InferenceSession(str(export_onnx(net, x[:1], tmp_path / "m.onnx")))
+    for i in range(len(x)):  # each digit is normalised by its own width
+        (out,) = session.run(None, {session.get_inputs()[0].name: x[i : i + 1].numpy()})
+        np.testing.assert_allclose(out, net(x[i : i + 1]).detach().numpy(), atol=1e-4)

@@ -71,6 +71,23 @@ def _require_traceable(model: nn.Module, example: torch.Tensor):
         ) from None
 
 
+def _float_preprocessing(mapping):
+    """``(qconfig mapping, prepare config)`` keeping input-preprocessing layers whole and in float.
+
+    Such a layer (e.g. :class:`~deeper.models.preprocess.WidthNormalize`) computes
+    integer positions and a sampling grid from the raw image: traced op by op, its
+    integer tensors would get observers, and quantizing the image it resamples would
+    only lose precision before the first convolution.
+    """
+    from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
+
+    from deeper.models.preprocess import PREPROCESSING
+
+    for cls in PREPROCESSING:
+        mapping = mapping.set_object_type(cls, None)
+    return mapping, PrepareCustomConfig().set_non_traceable_module_classes(list(PREPROCESSING))
+
+
 def int8_static(model: nn.Module, calibration: Iterable[torch.Tensor], *, backend: str = "x86") -> nn.Module:
     """Post-training static int8: observe activations on ``calibration`` batches, then convert.
 
@@ -86,7 +103,8 @@ def int8_static(model: nn.Module, calibration: Iterable[torch.Tensor], *, backen
     _require_traceable(model, batches[0])
     torch.backends.quantized.engine = backend
     with _quiet_ao():
-        prepared = prepare_fx(model, get_default_qconfig_mapping(backend), example_inputs=(batches[0],))
+        mapping, custom = _float_preprocessing(get_default_qconfig_mapping(backend))
+        prepared = prepare_fx(model, mapping, example_inputs=(batches[0],), prepare_custom_config=custom)
         with torch.inference_mode():
             for b in batches:
                 prepared(b)
@@ -121,7 +139,8 @@ def int8_qat(
     _require_traceable(model, first[0])
     torch.backends.quantized.engine = backend
     with _quiet_ao():
-        prepared = prepare_qat_fx(model, get_default_qat_qconfig_mapping(backend), example_inputs=(first[0],))
+        mapping, custom = _float_preprocessing(get_default_qat_qconfig_mapping(backend))
+        prepared = prepare_qat_fx(model, mapping, example_inputs=(first[0],), prepare_custom_config=custom)
         opt = torch.optim.Adam(prepared.parameters(), lr=lr)
         freeze_at = int(steps * 0.7)
         batch = first

@@ -85,6 +85,11 @@ def _split(model: nn.Module) -> tuple[nn.Module, nn.Sequential]:
 
 
 def _deep_convnet_split(model: nn.Module) -> tuple[nn.Module, nn.Sequential]:
+    if model.width_norm is not None:  # it rescales the whole input, not each window of it
+        raise ConfigError(
+            "a DeepConvNet with width_norm cannot be made fully convolutional: its width "
+            "normalisation needs one digit per image, not a page of them"
+        )
     body = copy.deepcopy(model)
     head = nn.Sequential(nn.Flatten(1), body.fc1, nn.ReLU(), body.drop1, body.fc2, body.drop2)
     body.fc1, body.fc2 = nn.Identity(), nn.Identity()

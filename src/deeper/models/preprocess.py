@@ -40,20 +40,23 @@ class WidthNormalize(nn.Module):
         return f"width={self.width:g}, threshold={self.threshold:g}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, _, w = x.shape
+        # written without Python-level shapes, so torch.fx can trace it (int8 quantization)
         ink = x.detach().amax(dim=(1, 2)) > self.threshold  # (N, W)
-        any_ink = ink.any(1)
+        w = x.size(3)
         cols = torch.arange(w, device=x.device)
         first = torch.where(ink, cols, w).amin(1)
         last = torch.where(ink, cols, -1).amax(1)
+        blank = ~ink.any(1)
         extent = (last - first + 1).clamp(min=1).to(x.dtype)  # ink width in pixels
         centre = (first + last + 1).to(x.dtype) / 2  # in pixel-edge units, 0 .. w
         # output column u (normalised, -1 .. 1) reads input column centre + u * extent / width
-        scale = torch.where(any_ink, extent / self.width, torch.ones_like(extent))
-        shift = torch.where(any_ink, 2 * centre / w - 1, torch.zeros_like(centre))
-        theta = torch.zeros(n, 2, 3, dtype=x.dtype, device=x.device)
-        theta[:, 0, 0] = scale
-        theta[:, 0, 2] = shift
-        theta[:, 1, 1] = 1
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        one, zero = torch.ones_like(extent), torch.zeros_like(extent)
+        scale = torch.where(blank, one, extent / self.width)
+        shift = torch.where(blank, zero, 2 * centre / w - 1)
+        theta = torch.stack([scale, zero, shift, zero, one, zero], 1).view(-1, 2, 3)
+        grid = F.affine_grid(theta, x.size(), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+#: the preprocessing layers (kept whole and in float32 by int8 quantization)
+PREPROCESSING = (WidthNormalize,)
