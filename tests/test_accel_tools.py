@@ -197,8 +197,8 @@ def test_distillation_loss_is_the_scaled_kl():
     x, y = torch.randn(6, 4), torch.randint(0, 3, (6,))
     out = DistillationTask(teacher=teacher, temperature=2.0, alpha=0.7).training_step(student, (x, y))
     expected = 0.7 * distillation_loss(student(x), teacher(x), 2.0) + 0.3 * F.cross_entropy(student(x), y)
-    assert float(out.loss) == pytest.approx(float(expected), rel=1e-5)
-    assert float(out.sums["loss"]) == pytest.approx(6 * float(expected), rel=1e-5)
+    assert out.loss.detach().item() == pytest.approx(expected.detach().item(), rel=1e-5)
+    assert out.sums["loss"].detach().item() == pytest.approx(6 * expected.detach().item(), rel=1e-5)
 
 
 @pytest.mark.slow
