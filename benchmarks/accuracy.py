@@ -3,11 +3,11 @@
 Each ensemble is a set of member groups; a group is one ``deeper train``
 configuration trained with several seeds.  Members run as separate
 ``deeper train`` processes, ``--jobs`` at a time (several fit on one GPU), in
-``--out/ENSEMBLE/GROUP-sSEED``; finished members are reused, so an interrupted
-run continues where it stopped.  Then every group and the whole set are scored
-on the test set with ``deeper ensemble``'s code (mean of probabilities and
-majority vote), and the table and ``benchmarks/results/accuracy.json`` are
-written.
+``--out/ENSEMBLE/GROUP-sSEED``, round-robin over the groups; finished members are
+reused, so an interrupted run continues where it stopped.  Then every group, the
+fixed sets of :data:`SETS` and the whole set are scored on the test set with
+``deeper ensemble``'s code (mean of probabilities and majority vote), and the
+table and ``benchmarks/results/accuracy.json`` are written.
 
     python benchmarks/accuracy.py --device cuda --amp bf16 --cuda-graphs --jobs 12
     python benchmarks/accuracy.py --only mnist --members 2 --epochs 1 --data digits --out /tmp/acc   # smoke
