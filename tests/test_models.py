@@ -98,6 +98,11 @@ def test_registry_errors():
         create_model("deep-convnt")
     with pytest.raises(ConfigError, match="does not take option"):
         create_model("deep-convnet", depth=3)
+    for option in ("width", "width_norm", "dropout"):  # a number option given text is one clear line
+        with pytest.raises(ConfigError, match=f"option {option} must be a number, got 'abc'"):
+            create_model("deep-convnet", **{option: "abc"})
+    # an int where the default is a float is fine
+    assert create_model("deep-convnet", width=2).conv1.out_channels == 32
     with pytest.raises(ValueError, match="already registered"):
         register_model("deep-convnet")(lambda *, num_classes, in_chans: None)
     with pytest.raises(TypeError, match="in_chans"):

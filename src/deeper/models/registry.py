@@ -65,6 +65,13 @@ def create_model(name: str, *, num_classes: int = 10, in_chans: int = 1, **kwarg
     unknown = [k for k in kwargs if k not in accepted and not takes_any]
     if unknown:
         raise ConfigError(f"model {name!r} does not take option(s) {', '.join(unknown)}")
+
+    def is_number(v) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    for key, value in kwargs.items():  # e.g. --model-arg width=abc: a user's typo, not a crash
+        if key in accepted and is_number(accepted[key].default) and not is_number(value):
+            raise ConfigError(f"model {name!r}: option {key} must be a number, got {value!r}")
     if num_classes < 1 or in_chans < 1:
         raise ConfigError(f"num_classes and in_chans must be positive, got {num_classes} and {in_chans}")
     try:
