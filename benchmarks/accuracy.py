@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from _common import RESULTS, machine, print_table, write_result  # noqa: E402
 
-from deeper.train.ensemble import ensemble_probabilities, score_ensemble  # noqa: E402
+from deeper.train.ensemble import combine, ensemble_probabilities, score_ensemble  # noqa: E402
 
 #: The chapter's network with batch norm, lighter dropout and the digits augmentation
 #: (rotation, rescale, shift, elastic), deeper's fast recipe (one-cycle Adam, label smoothing).
@@ -77,9 +77,14 @@ ENSEMBLES: dict[str, tuple[str, dict[str, tuple[dict, list[int]]]]] = {
 WIDTH_GROUPS = [f"deep-convnet-wn{w}" for w in WIDTHS]
 #: ensemble -> {row: groups}: further rows scored besides each group and "all", fixed in
 #: advance (not picked by their test scores).  "7-inputs" is MCDNN's layout: one network, the
-#: digits as they are and normalised to six widths.
+#: digits as they are and normalised to six widths; "before-widths" the 26 members trained
+#: before the width groups.  The printout says how many errors each pair of them shares.
 SETS: dict[str, dict[str, list[str]]] = {
-    "mnist": {"7-inputs": ["deep-convnet", *WIDTH_GROUPS], "widths": WIDTH_GROUPS},
+    "mnist": {
+        "7-inputs": ["deep-convnet", *WIDTH_GROUPS],
+        "widths": WIDTH_GROUPS,
+        "before-widths": ["deep-convnet", "deep-convnet-w2", "deep-convnet-w2-30ep", "resnet20-full"],
+    },
 }
 
 
@@ -170,11 +175,23 @@ def scored_sets(name: str, finished: list[tuple]) -> dict[str, list[Path]]:
 def score(name: str, probs: torch.Tensor, labels: torch.Tensor, accs: list[float]) -> dict:
     """Single-model (``accs``) and ensemble accuracies of the members whose probabilities are ``probs``."""
     by = score_ensemble(probs, labels)
+    wrong = (combine(probs, "mean") != labels).nonzero().flatten().tolist()
     return {
         "ensemble": name, "members": len(accs), "member_accuracy": accs,
         "single_mean": statistics.fmean(accs), "single_min": min(accs), "single_max": max(accs),
         "ensemble_mean": by["mean"], "ensemble_vote": by["vote"],
+        # the test images the mean ensemble gets wrong, and how many every member gets wrong
+        "errors": wrong, "wrong_by_every_member": int((probs.argmax(2) != labels).all(0).sum()),
     }  # fmt: skip
+
+
+def shared_errors(rows: list[dict]) -> list[str]:
+    """A line per pair of rows: how many of the test images each gets wrong they share."""
+    return [
+        f"{a['ensemble']} ({len(a['errors'])} errors) and {b['ensemble']} ({len(b['errors'])}) "
+        f"share {len(set(a['errors']) & set(b['errors']))}"
+        for i, a in enumerate(rows) for b in rows[i + 1 :]
+    ]  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -219,7 +236,7 @@ def main(argv=None) -> int:
     todo = [(a, out) for a, out in todo if not (out / "result.json").is_file()]
     failed = [] if args.score_only else train_members(todo, args.jobs, args.time_limit)
 
-    results, rows = [], []
+    results, rows, fixed = [], [], []  # fixed: the rows of SETS and "all", compared for shared errors
     for name in names:
         mine = [x for x in plan if x[0] == name and (x[5] / "result.json").is_file()]
         if not mine:
@@ -240,12 +257,17 @@ def main(argv=None) -> int:
             r["trained_with"] = sorted({f"{d['device']}, amp {d.get('amp', 'off')}" for d in done})
             r["scored_on"] = f"{args.device}: {machine()}"
             results.append(r)
+            if label in SETS.get(name, {}) or label == "all":
+                fixed.append(r)
             rows.append({
                 "ensemble": r["ensemble"], "members": r["members"],
                 "single (mean, min-max)": f"{r['single_mean']:.4f} ({r['single_min']:.4f}-{r['single_max']:.4f})",
                 "ensemble mean": f"{r['ensemble_mean']:.4f}", "ensemble vote": f"{r['ensemble_vote']:.4f}",
+                "errors (by every member)": f"{len(r['errors'])} ({r['wrong_by_every_member']})",
             })  # fmt: skip
     print_table(rows)
+    for line in shared_errors(fixed):
+        print(line)
     output = Path(args.output)
     if output.is_file():  # keep the other ensembles' figures (each may be trained in its own session)
         old = json.loads(output.read_text())

@@ -84,6 +84,11 @@ def test_scored_rows_are_the_groups_the_fixed_sets_and_all(acc, tmp_path):
         "deep-convnet-s0", "deep-convnet-wn10-s500", "deep-convnet-wn12-s520", "deep-convnet-s1",
     ]  # fmt: skip
     assert [p.name for p in sets["widths"]] == ["deep-convnet-wn10-s500", "deep-convnet-wn12-s520"]
+    assert [p.name for p in sets["before-widths"]] == [
+        "deep-convnet-s0",
+        "deep-convnet-w2-s100",
+        "deep-convnet-s1",
+    ]
     assert sets["all"] == [x[5] for x in finished]
     # a set whose members come from one group only adds no row; one group alone has no "all"
     one = acc.scored_sets("mnist", finished[:1] + finished[4:])
@@ -91,6 +96,21 @@ def test_scored_rows_are_the_groups_the_fixed_sets_and_all(acc, tmp_path):
     assert "widths" not in acc.scored_sets(
         "mnist", [member("deep-convnet-wn10", 500), member("resnet20-full", 300)]
     )
+
+
+def test_score_lists_the_errors_and_what_every_member_gets_wrong(acc):
+    import torch
+
+    labels = torch.tensor([0, 1, 1, 0])
+    # two members of two classes: both wrong on image 3, one wrong on image 2, tie-free means
+    probs = torch.tensor([
+        [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]],
+        [[0.8, 0.2], [0.1, 0.9], [0.3, 0.7], [0.2, 0.8]],
+    ], dtype=torch.float64)  # fmt: skip
+    r = acc.score("e/x", probs, labels, [0.75, 0.75])
+    assert r["errors"] == [3] and r["wrong_by_every_member"] == 1 and r["ensemble_mean"] == 0.75
+    other = {"ensemble": "e/y", "errors": [1, 3]}
+    assert acc.shared_errors([r, other]) == ["e/x (1 errors) and e/y (2) share 1"]
 
 
 def test_an_interrupted_member_is_resumed_not_restarted(acc, tmp_path):
