@@ -32,6 +32,10 @@ def test_train_help_lists_the_accuracy_options(capsys):
             "comma-separated",
         ),
         (["augment-preview", "--data", "digits", "-o", "a.png", "--width-norm", "0"], "positive widths"),
+        (
+            ["augment-preview", "--data", "digits", "-o", "a.png", "--width-norm", "12", "--copies", "3"],
+            "combine",
+        ),
         (["ensemble", "--runs", "no/such/run"], "no such run"),
         (["cv", "--data", "digits", "--grid", "speed=1,2"], "not a training option"),
         (["train", "--data", "digits", "--augment", "default,wobble=2"], "unknown op 'wobble'"),

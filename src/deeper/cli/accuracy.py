@@ -206,11 +206,11 @@ def configure_augment_preview(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="mnist", help="dataset whose training images are shown")
     p.add_argument("-o", "--output", required=True, metavar="FILE.png", help="where to write the grid")
     p.add_argument(
-        "--augment", default="default", metavar="SPEC",
-        help="augmentation spec, as `deeper train --augment` takes it",
+        "--augment", metavar="SPEC",
+        help="augmentation spec, as `deeper train --augment` takes it [default]",
     )  # fmt: skip
     p.add_argument("--images", type=int, default=8, help="how many images (rows)")
-    p.add_argument("--copies", type=int, default=6, help="augmented copies per image (columns)")
+    p.add_argument("--copies", type=int, help="augmented copies per image (columns) [6]")
     p.add_argument("--seed", type=int, default=0, help="seed of the augmentations (same seed, same grid)")
     p.add_argument(
         "--width-norm", metavar="W,W,...",
@@ -241,6 +241,12 @@ def run_augment_preview(args, out) -> dict:
     from deeper.data.augment import Augment, describe_augment, parse_augment
 
     png_output(args.output)
+    if args.width_norm and (args.augment is not None or args.copies is not None):
+        raise ConfigError(
+            "--width-norm draws one column per width: it does not combine with --augment or --copies"
+        )
+    args.augment = args.augment or "default"
+    args.copies = 6 if args.copies is None else args.copies
     if not 1 <= args.images <= 100 or not 1 <= args.copies <= 30:
         raise ConfigError("--images must be in 1..100 and --copies in 1..30")
     ops = parse_augment(args.augment, args.data)
