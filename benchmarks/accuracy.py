@@ -69,12 +69,21 @@ ENSEMBLES: dict[str, tuple[str, dict[str, tuple[dict, list[int]]]]] = {
                 )
                 for w in WIDTHS
             },
+            # stronger width-normalised members: the 2x wide network for 30 epochs (GPU)
+            **{
+                f"deep-convnet-w2-wn{w}": (
+                    {**DIGITS, "model_arg": ["width=2", f"width_norm={w}"], "epochs": 30, "val_size": 0},
+                    list(range(700 + 10 * w, 706 + 10 * w)),
+                )
+                for w in WIDTHS
+            },
         },
     ),
     "fashion-mnist": ("fashion-mnist", {"resnet20-w4": (CLOTHES, list(range(6)))}),
 }
 
 WIDTH_GROUPS = [f"deep-convnet-wn{w}" for w in WIDTHS]
+W2_WIDTH_GROUPS = [f"deep-convnet-w2-wn{w}" for w in WIDTHS]
 #: ensemble -> {row: groups}: further rows scored besides each group and "all", fixed in
 #: advance (not picked by their test scores).  "7-inputs" is MCDNN's layout: one network, the
 #: digits as they are and normalised to six widths; "before-widths" the 26 members trained
@@ -83,6 +92,7 @@ SETS: dict[str, dict[str, list[str]]] = {
     "mnist": {
         "7-inputs": ["deep-convnet", *WIDTH_GROUPS],
         "widths": WIDTH_GROUPS,
+        "w2-widths": W2_WIDTH_GROUPS,
         "before-widths": ["deep-convnet", "deep-convnet-w2", "deep-convnet-w2-30ep", "resnet20-full"],
     },
 }
@@ -140,10 +150,13 @@ def train_members(jobs: list[tuple[list[str], Path]], parallel: int, time_limit:
     return failed
 
 
-def make_plan(names: list[str], *, data: str | None, members: int | None, out: Path) -> list[tuple]:
+def make_plan(
+    names: list[str], *, data: str | None, members: int | None, out: Path, skip: int = 0
+) -> list[tuple]:
     """The members of the ensembles ``names``: ``(ensemble, dataset, group, options, seed, run folder)``.
 
-    They are listed round-robin over each ensemble's groups (every group's first seed,
+    Each group's first ``members`` seeds (all by default) less its first ``skip``
+    (trained elsewhere, e.g. in another GPU session).  They are listed round-robin over each ensemble's groups (every group's first seed,
     then every second one, ...), so that a ``--time-limit`` leaves each group members.
     """
     plan = []
@@ -151,6 +164,8 @@ def make_plan(names: list[str], *, data: str | None, members: int | None, out: P
         dataset, groups = ENSEMBLES[name]
         for group, (options, seeds) in groups.items():
             for k, seed in enumerate(seeds[:members] if members else seeds):
+                if k < skip:
+                    continue
                 folder = out / name / f"{group}-s{seed}"
                 plan.append((k, names.index(name), (name, data or dataset, group, options, seed, folder)))
     return [x for *_, x in sorted(plan, key=lambda x: (x[1], x[0]))]
@@ -201,6 +216,10 @@ def main(argv=None) -> int:
         "--groups", help="train only these groups (comma-separated); scoring covers every finished one"
     )
     p.add_argument("--members", type=int, help="seeds per group (default: each group's own list)")
+    p.add_argument(
+        "--skip", type=int, default=0, metavar="K",
+        help="leave out each group's first K seeds (trained on another machine) [0]",
+    )  # fmt: skip
     p.add_argument("--epochs", type=int, help="override every group's epochs (smoke runs)")
     p.add_argument("--data", help="override every ensemble's dataset (smoke runs: digits)")
     p.add_argument("--data-dir", help="offline data folder (default: $DEEPER_DATA)")
@@ -221,7 +240,7 @@ def main(argv=None) -> int:
         p.error(f"unknown ensemble(s): {', '.join(unknown)} (known: {', '.join(ENSEMBLES)})")
 
     started = time.perf_counter()
-    plan = make_plan(names, data=args.data, members=args.members, out=Path(args.out))
+    plan = make_plan(names, data=args.data, members=args.members, out=Path(args.out), skip=args.skip)
     wanted = set(args.groups.split(",")) if args.groups else None
     todo = [
         (train_argv(d, o, s, out, args), out) for _, d, g, o, s, out in plan if wanted is None or g in wanted

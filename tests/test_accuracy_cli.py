@@ -140,6 +140,23 @@ def test_ensemble_command_json(capsys, tmp_path):
     assert "ensemble of 3 (vote)" in err
 
 
+def test_ensemble_gallery_draws_the_images_it_gets_wrong(capsys, tmp_path):
+    a, b = weights(tmp_path / "a.safetensors", 1), weights(tmp_path / "b.safetensors", 2)
+    png = tmp_path / "wrong.png"
+    code, out, err = run(capsys, "ensemble", "--runs", str(a), str(b), "--gallery", str(png), "--max", "12",
+                         "--json")  # fmt: skip
+    assert code == 0, err
+    r = last_json(out)
+    assert len(r["wrong"]) == round((1 - r["ensemble_accuracy"]) * r["images"]) > 12  # untrained members
+    assert r["gallery"] == str(png) and f"drew 12 of the {len(r['wrong'])} images" in err
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.width > im.height  # 12 images: one full row of 10 and two
+    for bad, message in ((["--gallery", str(tmp_path / "w.jpg")], "--gallery"),
+                         (["--gallery", str(png), "--max", "0"], "at least 1")):  # fmt: skip
+        code, _, err = run(capsys, "ensemble", "--runs", str(a), *bad)
+        assert code == 1 and message in err and "Traceback" not in err
+
+
 @pytest.mark.slow
 def test_train_ensemble_and_cv_commands(capsys, tmp_path):
     common = ["--data", "digits", "--epochs", "1", "--subset", "128", "--no-tensorboard", "--no-progress"]

@@ -69,6 +69,12 @@ def test_members_are_planned_round_robin_over_the_groups(acc, tmp_path):
     assert plan[0][5] == tmp_path / "mnist" / f"{groups[0]}-s0"
     two = acc.make_plan(["mnist"], data="digits", members=2, out=tmp_path)
     assert len(two) == 2 * len(groups) and {x[1] for x in two} == {"digits"}
+    # --skip K leaves out each group's first K seeds (trained on another machine)
+    rest = acc.make_plan(["mnist"], data=None, members=4, out=tmp_path, skip=2)
+    seeds = {g: s for g, (_, s) in acc.ENSEMBLES["mnist"][1].items()}
+    assert [x[4] for x in rest if x[2] == groups[0]] == seeds[groups[0]][2:4]
+    assert {x[4] for x in rest} == {s for ss in seeds.values() for s in ss[2:4]}
+    assert [x[2] for x in rest[: len(groups)]] == [g for g in groups if len(seeds[g]) > 2]
 
 
 def test_scored_rows_are_the_groups_the_fixed_sets_and_all(acc, tmp_path):

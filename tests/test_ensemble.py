@@ -72,6 +72,13 @@ def test_evaluate_ensemble_scores_members_and_the_ensemble(tmp_path):
     probs = sum(torch.softmax(model_from_weights(p)[0].eval()(x).double(), 1) for p in (a, b))
     expected = float((probs.argmax(1) == test.labels).double().mean())
     assert r["mean_accuracy"] == pytest.approx(expected)
+    # the images it gets wrong, with what it predicts and how many members get them right
+    wrong = (probs.argmax(1) != test.labels).nonzero().flatten()
+    assert r["wrong"] == wrong.tolist() and len(r["wrong"]) == round((1 - expected) * 360)
+    assert r["true"] == test.labels[wrong].tolist() and r["predicted"] == probs.argmax(1)[wrong].tolist()
+    each = [model_from_weights(p)[0].eval()(x).argmax(1)[wrong] == test.labels[wrong] for p in (a, b)]
+    assert r["members_right"] == (each[0].int() + each[1].int()).tolist()
+    assert all(n < 2 for n in r["members_right"])  # a mean of two both get right is right
 
 
 def test_evaluate_ensemble_errors(tmp_path):

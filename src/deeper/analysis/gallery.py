@@ -19,8 +19,15 @@ def misclassified_gallery(
     classes: tuple[str, ...] | None = None,
     title: str = "",
     columns: int = 10,
+    notes: list[str] | None = None,
 ) -> None:
-    """A grid of ``images`` (uint8, (N, C, H, W)): true label top-left, prediction bottom-right."""
+    """A grid of ``images`` (uint8, (N, C, H, W)): true label top-left, prediction bottom-right.
+
+    ``notes``, one per image, are written small at the bottom left (e.g. how many
+    members of an ensemble get the image right).
+    """
+    if notes is not None and len(notes) != images.shape[0]:
+        raise ValueError(f"{len(notes)} notes for {images.shape[0]} images")
     n = images.shape[0]
     cols = max(1, min(columns, n))
     rows = max(1, math.ceil(n / cols))
@@ -44,6 +51,10 @@ def misclassified_gallery(
         ax.text(
             0.98, 0.02, name(p), transform=ax.transAxes, va="bottom", ha="right", fontsize=8, color="tab:red"
         )
+        if notes is not None:
+            ax.text(
+                0.02, 0.02, notes[i], transform=ax.transAxes, va="bottom", ha="left", fontsize=6, color="0.35"
+            )
     if title:
         fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(wspace=0.05, hspace=0.05)

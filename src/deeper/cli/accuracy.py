@@ -285,7 +285,11 @@ def run_augment_preview(args, out) -> dict:
 def configure_ensemble(p: argparse.ArgumentParser) -> None:
     from deeper.train.ensemble import METHODS, TTA
 
-    p.epilog = "example:\n  deeper ensemble --runs runs/a runs/b runs/c --method vote"
+    p.epilog = (
+        "examples:\n"
+        "  deeper ensemble --runs runs/a runs/b runs/c --method vote\n"
+        "  deeper ensemble --runs runs/a runs/b runs/c --gallery wrong.png   # the images it gets wrong"
+    )
     p.add_argument(
         "--runs", nargs="+", required=True, metavar="RUN",
         help="run folders (holding model.safetensors) or .safetensors files",
@@ -302,6 +306,13 @@ def configure_ensemble(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=["train", "test"], default="test", help="which split to score")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=1000, help="images per forward pass")
+    p.add_argument(
+        "--gallery", metavar="FILE.png",
+        help="also draw the images the ensemble gets wrong: true class top left, its prediction "
+        "bottom right, how many members get the image right bottom left",
+    )  # fmt: skip
+    p.add_argument("--max", type=int, default=100, help="gallery: draw at most this many images")
+    p.add_argument("--columns", type=int, default=10, help="gallery: images per row")
     add_data_dir(p)
     add_json(p)
     p.set_defaults(run=run_ensemble)
@@ -312,6 +323,10 @@ def run_ensemble(args, out) -> dict:
 
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
+    if args.gallery:  # checked before the members are scored
+        png_output(args.gallery, "--gallery")
+        if args.max < 1 or args.columns < 1:
+            raise ConfigError("--max and --columns must be at least 1")
     r = evaluate_ensemble(
         args.runs, data=args.data, method=args.method, split=args.split, device=args.device,
         data_dir=args.data_dir, batch_size=args.batch_size, tta=args.tta,
@@ -323,7 +338,34 @@ def run_ensemble(args, out) -> dict:
         f"{r['ensemble_accuracy']:.4f} (best member {r['best_member_accuracy']:.4f}, "
         f"mean {r['mean_accuracy']:.4f}, vote {r['vote_accuracy']:.4f})"
     )
+    if args.gallery:
+        draw_ensemble_errors(r, args)
+        out.line(
+            f"drew {min(len(r['wrong']), args.max)} of the {len(r['wrong'])} images it gets wrong in {args.gallery}"
+        )
+        r["gallery"] = args.gallery
     return r
+
+
+def draw_ensemble_errors(r: dict, args) -> None:
+    """The gallery of the images the ensemble ``r`` (:func:`evaluate_ensemble`'s result) gets wrong."""
+    import torch
+
+    from deeper.analysis.gallery import misclassified_gallery
+    from deeper.data import load_dataset
+
+    ds = load_dataset(r["data"], r["split"], data_dir=args.data_dir)
+    k = min(len(r["wrong"]), args.max)
+    members = len(r["members"])
+    title = (
+        f"{len(r['wrong'])} of {r['images']:,} {r['data']} {r['split']} images the ensemble of {members} "
+        f"({r['method']}) gets wrong (top left: true, bottom right: predicted, bottom left: members right)"
+    )
+    misclassified_gallery(
+        ds.images[torch.tensor(r["wrong"][:k], dtype=torch.long)], torch.tensor(r["true"][:k]),
+        torch.tensor(r["predicted"][:k]), args.gallery, classes=ds.classes, title=title,
+        columns=args.columns, notes=[f"{n}/{members}" for n in r["members_right"][:k]],
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------ deeper cv

@@ -149,13 +149,19 @@ def evaluate_ensemble(
     batch_size: int = 1000,
     tta: str = "none",
 ) -> dict:
-    """Each member's accuracy and the ensemble's (by ``method``, and by both methods) on ``data``."""
+    """Each member's accuracy and the ensemble's (by ``method``, and by both methods) on ``data``.
+
+    Also the images the ensemble (by ``method``) gets wrong: their indices, true and
+    predicted classes, and how many members classify each one correctly.
+    """
     if method not in METHODS:
         raise ConfigError(f"unknown ensemble method {method!r} (choose from {', '.join(METHODS)})")
     probs, labels, members, data = ensemble_probabilities(
         runs, data=data, split=split, device=device, data_dir=data_dir, batch_size=batch_size, tta=tta
     )
     by = score_ensemble(probs, labels)
+    pred = combine(probs, method)
+    wrong = (pred != labels).nonzero().flatten()
     return {
         "data": data,
         "split": split,
@@ -168,6 +174,11 @@ def evaluate_ensemble(
         "vote_accuracy": by["vote"],
         "best_member_accuracy": max(m["accuracy"] for m in members),
         "average_member_accuracy": sum(m["accuracy"] for m in members) / len(members),
+        # the images the ensemble gets wrong: what it predicts and how many members get them right
+        "wrong": wrong.tolist(),
+        "predicted": pred[wrong].tolist(),
+        "true": labels[wrong].tolist(),
+        "members_right": (probs[:, wrong].argmax(2) == labels[wrong]).sum(0).tolist(),
     }
 
 
