@@ -32,7 +32,10 @@ def misclassified_gallery(
     cols = max(1, min(columns, n))
     rows = max(1, math.ceil(n / cols))
     fig, axes = plt.subplots(
-        rows, cols, figsize=(cols * 1.0, rows * 1.05 + (0.4 if title else 0)), squeeze=False
+        rows,
+        cols,
+        figsize=(cols * 1.0, rows * 1.05 + (0.4 + 0.2 * title.count("\n") if title else 0)),
+        squeeze=False,
     )
     name = (lambda k: classes[k]) if classes else str
     for i, ax in enumerate(axes.flat):

@@ -358,8 +358,9 @@ def draw_ensemble_errors(r: dict, args) -> None:
     k = min(len(r["wrong"]), args.max)
     members = len(r["members"])
     title = (
-        f"{len(r['wrong'])} of {r['images']:,} {r['data']} {r['split']} images the ensemble of {members} "
-        f"({r['method']}) gets wrong (top left: true, bottom right: predicted, bottom left: members right)"
+        f"{len(r['wrong'])} of {r['images']:,} {r['data']} {r['split']} images an ensemble of {members} "
+        f"({r['method']}) gets wrong\ntop left: true class, bottom right: predicted, "
+        "bottom left: members that get it right"
     )
     misclassified_gallery(
         ds.images[torch.tensor(r["wrong"][:k], dtype=torch.long)], torch.tensor(r["true"][:k]),
