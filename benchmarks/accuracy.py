@@ -156,8 +156,9 @@ def make_plan(
     """The members of the ensembles ``names``: ``(ensemble, dataset, group, options, seed, run folder)``.
 
     Each group's first ``members`` seeds (all by default) less its first ``skip``
-    (trained elsewhere, e.g. in another GPU session).  They are listed round-robin over each ensemble's groups (every group's first seed,
-    then every second one, ...), so that a ``--time-limit`` leaves each group members.
+    (trained elsewhere, e.g. in another GPU session).  They are listed round-robin
+    over each ensemble's groups (every group's first seed, then every second one,
+    ...), so that a ``--time-limit`` leaves each group members.
     """
     plan = []
     for name in names:
