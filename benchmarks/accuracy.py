@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from _common import RESULTS, machine, print_table, write_result  # noqa: E402
 
-from deeper.train.ensemble import combine, ensemble_probabilities, score_ensemble  # noqa: E402
+from deeper.train.ensemble import ensemble_errors, ensemble_probabilities, score_ensemble  # noqa: E402
 
 #: The chapter's network with batch norm, lighter dropout and the digits augmentation
 #: (rotation, rescale, shift, elastic), deeper's fast recipe (one-cycle Adam, label smoothing).
@@ -191,7 +191,7 @@ def scored_sets(name: str, finished: list[tuple]) -> dict[str, list[Path]]:
 def score(name: str, probs: torch.Tensor, labels: torch.Tensor, accs: list[float]) -> dict:
     """Single-model (``accs``) and ensemble accuracies of the members whose probabilities are ``probs``."""
     by = score_ensemble(probs, labels)
-    wrong = (combine(probs, "mean") != labels).nonzero().flatten().tolist()
+    wrong = ensemble_errors(probs, labels, "mean")["wrong"]
     return {
         "ensemble": name, "members": len(accs), "member_accuracy": accs,
         "single_mean": statistics.fmean(accs), "single_min": min(accs), "single_max": max(accs),

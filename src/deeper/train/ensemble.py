@@ -133,6 +133,22 @@ def ensemble_probabilities(
     return torch.stack(probs), ds.labels.cpu(), members, data
 
 
+def ensemble_errors(probs: torch.Tensor, labels: torch.Tensor, method: str = "mean") -> dict[str, list[int]]:
+    """The images the ensemble of ``probs`` (M, N, K) gets wrong by ``method``.
+
+    ``wrong``: their indices; ``true`` and ``predicted``: their classes;
+    ``members_right``: how many members classify each of them correctly.
+    """
+    pred = combine(probs, method)
+    wrong = (pred != labels).nonzero().flatten()
+    return {
+        "wrong": wrong.tolist(),
+        "predicted": pred[wrong].tolist(),
+        "true": labels[wrong].tolist(),
+        "members_right": (probs[:, wrong].argmax(2) == labels[wrong]).sum(0).tolist(),
+    }
+
+
 def score_ensemble(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """The accuracy of the ensemble of ``probs`` (M, N, K) by each method in :data:`METHODS`."""
     return {m: float((combine(probs, m) == labels).double().mean()) for m in METHODS}
@@ -160,8 +176,6 @@ def evaluate_ensemble(
         runs, data=data, split=split, device=device, data_dir=data_dir, batch_size=batch_size, tta=tta
     )
     by = score_ensemble(probs, labels)
-    pred = combine(probs, method)
-    wrong = (pred != labels).nonzero().flatten()
     return {
         "data": data,
         "split": split,
@@ -174,11 +188,7 @@ def evaluate_ensemble(
         "vote_accuracy": by["vote"],
         "best_member_accuracy": max(m["accuracy"] for m in members),
         "average_member_accuracy": sum(m["accuracy"] for m in members) / len(members),
-        # the images the ensemble gets wrong: what it predicts and how many members get them right
-        "wrong": wrong.tolist(),
-        "predicted": pred[wrong].tolist(),
-        "true": labels[wrong].tolist(),
-        "members_right": (probs[:, wrong].argmax(2) == labels[wrong]).sum(0).tolist(),
+        **ensemble_errors(probs, labels, method),
     }
 
 
