@@ -72,6 +72,19 @@ def png_output(path: str, flag: str = "--output") -> str:
     return path
 
 
+def add_gallery_size(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """``--max`` and ``--columns`` of an image gallery; :func:`check_gallery_size` checks them."""
+    parser.add_argument("--max", type=int, default=100, help=f"{prefix}draw at most this many images")
+    parser.add_argument("--columns", type=int, default=10, help=f"{prefix}images per row")
+
+
+def check_gallery_size(args: argparse.Namespace) -> None:
+    from deeper.errors import ConfigError
+
+    if args.max < 1 or args.columns < 1:
+        raise ConfigError("--max and --columns must be at least 1")
+
+
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object as the last line of stdout"

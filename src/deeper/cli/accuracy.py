@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deeper.cli import add_data_dir, add_json, command, png_output
+from deeper.cli import add_data_dir, add_gallery_size, add_json, check_gallery_size, command, png_output
 from deeper.errors import ConfigError
 
 S = argparse.SUPPRESS
@@ -311,8 +311,7 @@ def configure_ensemble(p: argparse.ArgumentParser) -> None:
         help="also draw the images the ensemble gets wrong: true class top left, its prediction "
         "bottom right, how many members get the image right bottom left",
     )  # fmt: skip
-    p.add_argument("--max", type=int, default=100, help="gallery: draw at most this many images")
-    p.add_argument("--columns", type=int, default=10, help="gallery: images per row")
+    add_gallery_size(p, prefix="gallery: ")
     add_data_dir(p)
     add_json(p)
     p.set_defaults(run=run_ensemble)
@@ -325,8 +324,7 @@ def run_ensemble(args, out) -> dict:
         raise ConfigError("--batch-size must be at least 1")
     if args.gallery:  # checked before the members are scored
         png_output(args.gallery, "--gallery")
-        if args.max < 1 or args.columns < 1:
-            raise ConfigError("--max and --columns must be at least 1")
+        check_gallery_size(args)
     r = evaluate_ensemble(
         args.runs, data=args.data, method=args.method, split=args.split, device=args.device,
         data_dir=args.data_dir, batch_size=args.batch_size, tta=args.tta,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deeper.cli import add_data_dir, add_json, command, png_output
+from deeper.cli import add_data_dir, add_gallery_size, add_json, check_gallery_size, command, png_output
 
 
 def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
@@ -86,20 +86,17 @@ def configure_misclassified(p: argparse.ArgumentParser) -> None:
     )
     _common(p)
     p.add_argument("-o", "--output", required=True, metavar="FILE.png", help="where to write the gallery")
-    p.add_argument("--max", type=int, default=100, help="draw at most this many images")
-    p.add_argument("--columns", type=int, default=10, help="images per row")
+    add_gallery_size(p)
     add_json(p)
     p.set_defaults(run=run_misclassified)
 
 
 def run_misclassified(args, out) -> dict:
     from deeper.analysis.gallery import misclassified_gallery
-    from deeper.errors import ConfigError
     from deeper.inference import misclassified
 
     png_output(args.output)
-    if args.max < 1:
-        raise ConfigError("--max must be at least 1")
+    check_gallery_size(args)
     ds, wrong, pred = misclassified(
         args.weights, args.data, model=args.model, device=args.device, data_dir=args.data_dir
     )
