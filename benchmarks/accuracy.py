@@ -77,6 +77,21 @@ ENSEMBLES: dict[str, tuple[str, dict[str, tuple[dict, list[int]]]]] = {
                 )
                 for w in WIDTHS
             },
+            # the other family on width-normalised digits: a different network and a different
+            # input at once, for members that err differently in kind (trained on this CPU)
+            **{
+                f"resnet20-wn{w}": (
+                    {
+                        "model": "resnet20",
+                        "model_arg": [f"width_norm={w}"],
+                        "augment": "default",
+                        "epochs": 15,
+                        "val_size": 0,
+                    },
+                    list(range(1000 + 10 * w, 1002 + 10 * w)),
+                )
+                for w in WIDTHS
+            },
         },
     ),
     "fashion-mnist": ("fashion-mnist", {"resnet20-w4": (CLOTHES, list(range(6)))}),
@@ -84,6 +99,7 @@ ENSEMBLES: dict[str, tuple[str, dict[str, tuple[dict, list[int]]]]] = {
 
 WIDTH_GROUPS = [f"deep-convnet-wn{w}" for w in WIDTHS]
 W2_WIDTH_GROUPS = [f"deep-convnet-w2-wn{w}" for w in WIDTHS]
+RESNET_WIDTH_GROUPS = [f"resnet20-wn{w}" for w in WIDTHS]
 #: ensemble -> {row: groups}: further rows scored besides each group and "all", fixed in
 #: advance (not picked by their test scores).  "7-inputs" is MCDNN's layout: one network, the
 #: digits as they are and normalised to six widths; "before-widths" the 26 members trained
@@ -93,6 +109,7 @@ SETS: dict[str, dict[str, list[str]]] = {
         "7-inputs": ["deep-convnet", *WIDTH_GROUPS],
         "widths": WIDTH_GROUPS,
         "w2-widths": W2_WIDTH_GROUPS,
+        "resnet-widths": RESNET_WIDTH_GROUPS,
         "before-widths": ["deep-convnet", "deep-convnet-w2", "deep-convnet-w2-30ep", "resnet20-full"],
     },
 }

@@ -73,6 +73,29 @@ def test_deep_convnet_width_norm_travels_with_the_weights(tmp_path):
         create_model("deep-convnet", width_norm=-3)
 
 
+def test_resnet20_width_norm_runs_first_and_travels_with_the_weights(tmp_path):
+    torch.manual_seed(0)
+    kw = {"in_chans": 1, "img_size": 28, "width_norm": 16}
+    net = create_model("resnet20", **kw).eval()
+    assert next(iter(net.stem.named_children()))[0] == "width_norm"  # before the first convolution
+    plain = create_model("resnet20", in_chans=1, img_size=28).eval()
+    assert "width_norm" not in dict(plain.stem.named_children())
+    # parameter-free: the same weights names, so a plain ResNet's weights load into it and back
+    assert net.state_dict().keys() == plain.state_dict().keys()
+    plain.load_state_dict(net.state_dict())
+    x = bars([(4, 23, 3, 5), (4, 23, 5, 22)])
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), plain(net.stem.width_norm(x)))
+        assert not torch.allclose(net(x), plain(x))
+    path = save_weights(net, tmp_path / "r.safetensors", {"model": "resnet20", "model_kwargs": kw})
+    again, _ = model_from_weights(path)
+    assert again.stem.width_norm.width == 16
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x), net(x))
+    with pytest.raises(ConfigError, match="positive width"):
+        create_model("resnet20", width_norm=-1)
+
+
 def test_the_scratch_layer_equals_torch_forward_and_backward():
     """The NumPy twin: the same images out, and its backward is the input gradient autograd finds."""
     x = bars([(4, 23, 3, 5), (4, 23, 5, 22), (6, 20, 20, 27), (2, 9, 0, 27)]).double()

@@ -28,6 +28,8 @@ Variants are data (:data:`IMAGENET`, :data:`CIFAR_DEPTHS`):
   option-A shortcuts, so resnet and plain nets have the same parameters
   (0.27M, 0.85M, 1.7M as in the paper's table 6).  Built for small images
   already: no stem change (larger inputs simply give larger maps).
+  ``width_norm=W`` puts MCDNN's width normalisation (see
+  :mod:`deeper.models.preprocess`) in front of the stem, as for DeepConvNet.
 
 Initialisation: He-normal (fan-out) convolutions, batch norm (1, 0);
 ``zero_init_residual=True`` zeroes the last batch norm of every residual branch.
@@ -42,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deeper.errors import ConfigError
+from deeper.models.preprocess import WidthNormalize
 from deeper.models.registry import register_model
 from deeper.models.zoo_common import ZooModel, init_weights, is_small, kaiming_fan_out
 
@@ -156,6 +159,7 @@ class ResNet(ZooModel):
         in_chans: int = 3,
         img_size: int | tuple[int, int] = 224,
         zero_init_residual: bool = False,
+        width_norm: float = 0.0,
     ):
         super().__init__()
         if shortcut not in SHORTCUTS:
@@ -182,6 +186,8 @@ class ResNet(ZooModel):
             )
         else:
             raise ConfigError(f"unknown stem {stem!r} (imagenet or cifar)")
+        if width_norm:  # parameter-free, so the other layers keep their names in the weights
+            parts = OrderedDict([("width_norm", WidthNormalize(width_norm)), *parts.items()])
         self.stem = nn.Sequential(parts)
         for i, (n, width) in enumerate(zip(layers, widths), start=1):
             blocks = []
@@ -245,17 +251,18 @@ def _register_cifar(depth: int, residual: bool) -> None:
         shortcut: str = "A",
         zero_init_residual: bool = False,
         width: int = 1,
+        width_norm: float = 0.0,
     ) -> ResNet:
         if width < 1:
             raise ConfigError(f"width must be a positive integer (a multiplier of 16-32-64), got {width}")
         return ResNet(
             block="basic", layers=(n, n, n), widths=(16 * width, 32 * width, 64 * width), stem="cifar",
             shortcut=shortcut if residual else "none", num_classes=num_classes, in_chans=in_chans,
-            img_size=img_size, zero_init_residual=zero_init_residual,
+            img_size=img_size, zero_init_residual=zero_init_residual, width_norm=width_norm,
         )  # fmt: skip
 
     what = "with option-A skip connections" if residual else "without skip connections (plain)"
-    factory.__doc__ = f"CIFAR {'ResNet' if residual else 'plain net'}-{depth}: 3 stages of {n} basic blocks (16-32-64), {what}; ``width=k`` widens them k times (a wide ResNet)."
+    factory.__doc__ = f"CIFAR {'ResNet' if residual else 'plain net'}-{depth}: 3 stages of {n} basic blocks (16-32-64), {what}; ``width=k`` widens them k times (a wide ResNet); ``width_norm=W`` stretches each digit's ink to W pixels first."
     factory.__name__ = factory.__qualname__ = name
     register_model(name, default_input=(3, 32, 32))(factory)
 
