@@ -233,7 +233,11 @@ def main(argv=None) -> int:
     p.add_argument(
         "--groups", help="train only these groups (comma-separated); scoring covers every finished one"
     )
-    p.add_argument("--members", type=int, help="seeds per group (default: each group's own list)")
+    p.add_argument(
+        "--members", type=int,
+        help="seeds per group (default: each group's own list), in training and in the scoring "
+        "that follows it; --score-only without it scores every finished member",
+    )  # fmt: skip
     p.add_argument(
         "--skip", type=int, default=0, metavar="K",
         help="leave out each group's first K seeds (trained on another machine) [0]",
