@@ -128,6 +128,8 @@ def test_what_cannot_be_convolutionalized():
         convolutionalize(uneven, (1, 9, 9))  # 7x7 -> 4x4
     with pytest.raises(ConfigError, match="one digit per image"):
         convolutionalize(create_model("deep-convnet", width_norm=14), (1, 28, 28))
+    with pytest.raises(ConfigError, match="one digit per image"):  # any model with the layer
+        convolutionalize(create_model("resnet20", img_size=28, width_norm=14), (1, 28, 28))
 
 
 # --- deeper heatmap ---------------------------------------------------------------------------------------

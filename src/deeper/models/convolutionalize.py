@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from deeper.errors import ConfigError
+from deeper.models.preprocess import WidthNormalize
 
 #: element-wise layers that work unchanged on feature maps
 ELEMENTWISE = (
@@ -60,6 +61,11 @@ class _SequentialBody(nn.Module):
 
 def _split(model: nn.Module) -> tuple[nn.Module, nn.Sequential]:
     """``(body, head)``: deep copies, so the original model is left as it was."""
+    if any(isinstance(m, WidthNormalize) for m in model.modules()):  # any model that carries it
+        raise ConfigError(  # it rescales the whole input, not each window of it
+            f"a {type(model).__name__} with width_norm cannot be made fully convolutional: its width "
+            "normalisation needs one digit per image, not a page of them"
+        )
     for cls in type(model).__mro__:
         if cls in _SPLITTERS:
             return _SPLITTERS[cls](model)
@@ -85,11 +91,6 @@ def _split(model: nn.Module) -> tuple[nn.Module, nn.Sequential]:
 
 
 def _deep_convnet_split(model: nn.Module) -> tuple[nn.Module, nn.Sequential]:
-    if model.width_norm is not None:  # it rescales the whole input, not each window of it
-        raise ConfigError(
-            "a DeepConvNet with width_norm cannot be made fully convolutional: its width "
-            "normalisation needs one digit per image, not a page of them"
-        )
     body = copy.deepcopy(model)
     head = nn.Sequential(nn.Flatten(1), body.fc1, nn.ReLU(), body.drop1, body.fc2, body.drop2)
     body.fc1, body.fc2 = nn.Identity(), nn.Identity()
