@@ -7,7 +7,9 @@ configuration trained with several seeds.  Members run as separate
 reused, so an interrupted run continues where it stopped.  Then every group, the
 fixed sets of :data:`SETS` and the whole set are scored on the test set with
 ``deeper ensemble``'s code (mean of probabilities and majority vote), and the
-table and ``benchmarks/results/accuracy.json`` are written.
+table and ``benchmarks/results/accuracy.json`` are written.  Each member's test
+probabilities are kept in its ``predictions/`` folder, so re-scoring reruns only new
+or retrained members (``--no-cache`` reruns all).
 
     python benchmarks/accuracy.py --device cuda --amp bf16 --cuda-graphs --jobs 12
     python benchmarks/accuracy.py --only mnist --members 2 --epochs 1 --data digits --out /tmp/acc   # smoke
@@ -254,6 +256,11 @@ def main(argv=None) -> int:
     )
     p.add_argument("--score-only", action="store_true", help="score the finished members, train nothing")
     p.add_argument("--tta", default="none", help="test-time augmentation of the scoring: none, flip or shift")
+    p.add_argument(
+        "--no-cache", dest="cache", action="store_false",
+        help="run every member on the test set again instead of reading the probabilities kept in "
+        "its predictions/ folder (kept per device type, reused while the weights file is the same)",
+    )  # fmt: skip
     p.add_argument("--out", default="runs/accuracy", help="folder of the member runs [runs/accuracy]")
     p.add_argument("--output", default=str(RESULTS / "accuracy.json"))
     args = p.parse_args(argv)
@@ -286,8 +293,9 @@ def main(argv=None) -> int:
         sets = scored_sets(name, mine)
         everyone = [x[5] for x in mine]  # each member's probabilities once, sliced per group
         probs, labels, members, _ = ensemble_probabilities(
-            [str(p) for p in everyone], data=data, device=args.device, data_dir=args.data_dir, tta=args.tta
-        )
+            [str(p) for p in everyone], data=data, device=args.device, data_dir=args.data_dir, tta=args.tta,
+            cache=args.cache,
+        )  # fmt: skip
         for label, runs in sets.items():
             suffix = f" (tta {args.tta})" if args.tta != "none" else ""
             idx = [everyone.index(p) for p in runs]

@@ -138,6 +138,18 @@ def test_ensemble_command_json(capsys, tmp_path):
     r = last_json(out)
     assert r["method"] == "vote" and len(r["members"]) == 3 and r["ensemble_accuracy"] == r["vote_accuracy"]
     assert "ensemble of 3 (vote)" in err
+    # --cache keeps each member's probabilities beside its weights; the figures stay the same
+    code, out, err = run(
+        capsys, "ensemble", "--runs", str(a), str(run_dir), "--device", "cpu", "--cache", "--json"
+    )
+    assert code == 0, err
+    cached = last_json(out)
+    assert (run_dir / "predictions" / "model-digits-test-none-cpu.safetensors").is_file()
+    assert (tmp_path / "predictions" / "a-digits-test-none-cpu.safetensors").is_file()
+    assert [m["accuracy"] for m in cached["members"]] == [
+        r["members"][0]["accuracy"],
+        r["members"][2]["accuracy"],
+    ]
 
 
 def test_ensemble_gallery_draws_the_images_it_gets_wrong(capsys, tmp_path):

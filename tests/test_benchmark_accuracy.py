@@ -131,7 +131,7 @@ def test_an_interrupted_member_is_resumed_not_restarted(acc, tmp_path):
 
 
 @pytest.mark.slow
-def test_trains_scores_and_keeps_other_ensembles(acc, tmp_path, one_thread):
+def test_trains_scores_and_keeps_other_ensembles(acc, tmp_path, one_thread, monkeypatch):
     output = tmp_path / "accuracy.json"
     output.write_text(json.dumps({"results": [{"ensemble": "fashion-mnist/x", "ensemble_mean": 0.5}]}))
     code = acc.main([
@@ -148,6 +148,19 @@ def test_trains_scores_and_keeps_other_ensembles(acc, tmp_path, one_thread):
     assert sorted(p.name for p in (tmp_path / "runs" / "mnist").iterdir() if p.is_dir()) == [
         "deep-convnet-s0", "deep-convnet-s1",
     ]  # fmt: skip
+    # each member's test probabilities were kept: scoring again runs no model and agrees
+    assert (tmp_path / "runs" / "mnist" / "deep-convnet-s0" / "predictions").is_dir()
+    import deeper.train.ensemble as ensemble_module
+
+    monkeypatch.setattr(ensemble_module, "member_probabilities", lambda *a, **k: pytest.fail("scored again"))
+    again = tmp_path / "again.json"
+    assert acc.main([
+        "--only", "mnist", "--groups", "deep-convnet", "--members", "2", "--data", "digits", "--epochs", "1",
+        "--device", "cpu", "--out", str(tmp_path / "runs"), "--output", str(again), "--score-only",
+    ]) == 0  # fmt: skip
+    rescored = {r["ensemble"]: r for r in json.loads(again.read_text())["results"]}["mnist/deep-convnet"]
+    assert rescored["member_accuracy"] == mine["member_accuracy"]
+    assert rescored["ensemble_mean"] == mine["ensemble_mean"]
 
 
 def test_a_member_trained_with_other_options_is_not_reused(acc, tmp_path, capsys):

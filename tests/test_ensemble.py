@@ -6,12 +6,21 @@ import numpy as np
 import pytest
 import torch
 
+import deeper.train.ensemble as ensemble_module
 from deeper.data import load_dataset
 from deeper.errors import CheckpointError, ConfigError
+from deeper.fileio import file_digest
 from deeper.models import create_model, save_weights
 from deeper.train import TrainConfig
 from deeper.train.cv import cross_validate, kfold_indices, kfold_split, parse_grid
-from deeper.train.ensemble import bootstrap_resample, combine, evaluate_ensemble, train_ensemble
+from deeper.train.ensemble import (
+    bootstrap_resample,
+    combine,
+    ensemble_probabilities,
+    evaluate_ensemble,
+    predictions_path,
+    train_ensemble,
+)
 
 TINY = dict(data="digits", tensorboard=False, progress=False)
 
@@ -89,6 +98,45 @@ def test_evaluate_ensemble_errors(tmp_path):
         evaluate_ensemble([tmp_path / "empty"])
     with pytest.raises(ConfigError, match="at least one"):
         evaluate_ensemble([])
+
+
+def test_the_prediction_cache_is_reused_only_for_the_same_weights_and_labels(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    weights = save_random(run / "model.safetensors", 1)
+    uncached = ensemble_probabilities([run], device="cpu")
+    assert not (run / "predictions").exists()  # nothing is written without cache
+    first = ensemble_probabilities([run], device="cpu", cache=True)
+    kept = predictions_path(weights, "digits", "test", "none", "cpu")
+    assert kept.is_file() and torch.equal(first[0], uncached[0])
+
+    runs_of_the_model = []
+    real = ensemble_module.member_probabilities
+
+    def counting(*args, **kwargs):
+        runs_of_the_model.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ensemble_module, "member_probabilities", counting)
+    again = ensemble_probabilities([run], device="cpu", cache=True)
+    assert runs_of_the_model == [] and torch.equal(again[0], first[0]) and again[2] == first[2]
+
+    save_random(weights, 2)  # retrained: the kept probabilities no longer apply
+    retrained = ensemble_probabilities([run], device="cpu", cache=True)
+    assert len(runs_of_the_model) == 1 and not torch.equal(retrained[0], first[0])
+    assert torch.equal(retrained[0], ensemble_probabilities([run], device="cpu")[0])
+
+    # kept for other labels (another dataset file under the same name): scored again
+    p, labels = retrained[0][0], retrained[1]
+    ensemble_module._store_probabilities(kept, file_digest(weights), p, labels.flip(0))
+    ensemble_probabilities([run], device="cpu", cache=True)
+    assert len(runs_of_the_model) == 3  # + the uncached call above
+
+    kept.write_bytes(b"not a safetensors file")  # a damaged file is scored again, not an error
+    damaged = ensemble_probabilities([run], device="cpu", cache=True)
+    assert len(runs_of_the_model) == 4 and torch.equal(damaged[0], retrained[0])
+    ensemble_probabilities([run], device="cpu", cache=True)
+    assert len(runs_of_the_model) == 4  # and written back whole
 
 
 @pytest.mark.slow

@@ -307,6 +307,11 @@ def configure_ensemble(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=1000, help="images per forward pass")
     p.add_argument(
+        "--cache", action="store_true",
+        help="keep each member's probabilities in predictions/ beside its weights and reuse them "
+        "while the weights file is unchanged (re-scoring a large ensemble then takes seconds)",
+    )  # fmt: skip
+    p.add_argument(
         "--gallery", metavar="FILE.png",
         help="also draw the images the ensemble gets wrong: true class top left, its prediction "
         "bottom right, how many members get the image right bottom left",
@@ -327,7 +332,7 @@ def run_ensemble(args, out) -> dict:
         check_gallery_size(args)
     r = evaluate_ensemble(
         args.runs, data=args.data, method=args.method, split=args.split, device=args.device,
-        data_dir=args.data_dir, batch_size=args.batch_size, tta=args.tta,
+        data_dir=args.data_dir, batch_size=args.batch_size, tta=args.tta, cache=args.cache,
     )  # fmt: skip
     for m in r["members"]:
         out.line(f"{m['weights']}: {m['accuracy']:.4f}")

@@ -12,6 +12,8 @@
   predictions (test-time augmentation: an ensemble over inputs rather than
   weights; only sensible where a flip keeps the class, e.g. clothing, not digits);
   ``tta="shift"`` averages each image with its four one-pixel shifts.
+  With ``cache=True`` each member's probabilities are kept in ``predictions/``
+  beside its weights and reused while the weights file and the labels are the same.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import safetensors
 import torch
 import yaml
+from safetensors.torch import save as st_save
+from tqdm import tqdm
 
 from deeper.data import BatchLoader, ImageDataset, load_dataset
 from deeper.errors import CheckpointError, ConfigError
-from deeper.fileio import write_text_atomic
+from deeper.fileio import file_digest, write_bytes_atomic, write_text_atomic
 from deeper.runtime import notice
 
 METHODS = ("mean", "vote")
@@ -97,6 +102,31 @@ def member_probabilities(model: torch.nn.Module, loader: BatchLoader, tta: str =
     return torch.cat(out)
 
 
+def predictions_path(weights: Path, data: str, split: str, tta: str, device_type: str) -> Path:
+    """Where ``cache=True`` keeps one member's probabilities: ``predictions/`` beside its weights."""
+    return weights.parent / "predictions" / f"{weights.stem}-{data}-{split}-{tta}-{device_type}.safetensors"
+
+
+def _cached_probabilities(path: Path, digest: str, labels: torch.Tensor) -> torch.Tensor | None:
+    """The probabilities in ``path`` if they were computed from these weights for these labels."""
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}).get("weights_sha256") != digest:
+                return None
+            probs, stored = f.get_tensor("probs"), f.get_tensor("labels")
+    except (OSError, safetensors.SafetensorError):  # missing, truncated or not a safetensors file
+        return None
+    same = stored.shape == labels.shape and torch.equal(stored, labels)
+    return probs if same and probs.shape[0] == len(labels) else None
+
+
+def _store_probabilities(path: Path, digest: str, probs: torch.Tensor, labels: torch.Tensor) -> None:
+    try:
+        write_bytes_atomic(path, st_save({"probs": probs, "labels": labels}, {"weights_sha256": digest}))
+    except OSError as e:  # a read-only run folder: score without the cache
+        notice(f"could not keep the predictions in {path}: {e.strerror or e}")
+
+
 def ensemble_probabilities(
     runs: list[str | os.PathLike],
     *,
@@ -106,18 +136,27 @@ def ensemble_probabilities(
     data_dir: str | None = None,
     batch_size: int = 1000,
     tta: str = "none",
+    cache: bool = False,
+    progress: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[dict], str]:
     """Each run's softmax probabilities on ``data``: ``(probs (M, N, K), labels (N,), members, data)``.
 
-    ``members`` holds each run's weights file, model name and accuracy.
+    ``members`` holds each run's weights file, model name and accuracy.  With
+    ``cache``, a member scored before on the same kind of device (same weights
+    file, by SHA-256, and the same labels) is read from
+    :func:`predictions_path` instead of run again.
     """
     from deeper.inference import check_compatible, load_for_inference
+    from deeper.train.loop import _progress_enabled
 
     if not runs:
         raise ConfigError("an ensemble needs at least one run")
+    if tta not in TTA:
+        raise ConfigError(f"unknown test-time augmentation {tta!r} (choose from {', '.join(TTA)})")
     paths = [weights_path(r) for r in runs]
     probs, members, ds = [], [], None
-    for path in paths:
+    bar = tqdm(paths, desc="members", unit="run", disable=not _progress_enabled(progress), leave=False)
+    for path in bar:
         model, meta = load_for_inference(path, device=device)
         data = data or meta.get("dataset")
         if data is None:
@@ -126,8 +165,15 @@ def ensemble_probabilities(
         if ds is None:
             ds = load_dataset(data, split, data_dir=data_dir)
         dev = next(model.parameters()).device
-        p = member_probabilities(model, BatchLoader(ds.to(dev), batch_size), tta)
-        acc = float((p.argmax(1) == ds.labels).double().mean())
+        p = None
+        if cache:
+            digest, where = file_digest(path), predictions_path(path, data, split, tta, dev.type)
+            p = _cached_probabilities(where, digest, ds.labels.cpu())
+        if p is None:
+            p = member_probabilities(model, BatchLoader(ds.to(dev), batch_size), tta)
+            if cache:
+                _store_probabilities(where, digest, p, ds.labels.cpu())
+        acc = float((p.argmax(1) == ds.labels.cpu()).double().mean())
         members.append({"weights": str(path), "model": meta.get("model"), "accuracy": acc})
         probs.append(p)
     return torch.stack(probs), ds.labels.cpu(), members, data
@@ -164,17 +210,21 @@ def evaluate_ensemble(
     data_dir: str | None = None,
     batch_size: int = 1000,
     tta: str = "none",
+    cache: bool = False,
+    progress: bool | None = None,
 ) -> dict:
     """Each member's accuracy and the ensemble's (by ``method``, and by both methods) on ``data``.
 
     Also the images the ensemble (by ``method``) gets wrong: their indices, true and
     predicted classes, and how many members classify each one correctly.
+    ``cache`` and ``progress``: as in :func:`ensemble_probabilities`.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown ensemble method {method!r} (choose from {', '.join(METHODS)})")
     probs, labels, members, data = ensemble_probabilities(
-        runs, data=data, split=split, device=device, data_dir=data_dir, batch_size=batch_size, tta=tta
-    )
+        runs, data=data, split=split, device=device, data_dir=data_dir, batch_size=batch_size, tta=tta,
+        cache=cache, progress=progress,
+    )  # fmt: skip
     by = score_ensemble(probs, labels)
     return {
         "data": data,
