@@ -152,6 +152,7 @@ def test_trains_scores_and_keeps_other_ensembles(acc, tmp_path, one_thread, monk
     assert (tmp_path / "runs" / "mnist" / "deep-convnet-s0" / "predictions").is_dir()
     import deeper.train.ensemble as ensemble_module
 
+    real = ensemble_module.member_probabilities
     monkeypatch.setattr(ensemble_module, "member_probabilities", lambda *a, **k: pytest.fail("scored again"))
     again = tmp_path / "again.json"
     assert acc.main([
@@ -161,6 +162,16 @@ def test_trains_scores_and_keeps_other_ensembles(acc, tmp_path, one_thread, monk
     rescored = {r["ensemble"]: r for r in json.loads(again.read_text())["results"]}["mnist/deep-convnet"]
     assert rescored["member_accuracy"] == mine["member_accuracy"]
     assert rescored["ensemble_mean"] == mine["ensemble_mean"]
+    # --no-cache runs every member again
+    scored = []
+    monkeypatch.setattr(
+        ensemble_module, "member_probabilities", lambda *a, **k: scored.append(1) or real(*a, **k)
+    )
+    assert acc.main([
+        "--only", "mnist", "--groups", "deep-convnet", "--members", "2", "--data", "digits", "--epochs", "1",
+        "--device", "cpu", "--out", str(tmp_path / "runs"), "--output", str(again), "--score-only", "--no-cache",
+    ]) == 0  # fmt: skip
+    assert len(scored) == 2
 
 
 def test_a_member_trained_with_other_options_is_not_reused(acc, tmp_path, capsys):

@@ -116,8 +116,7 @@ def _cached_probabilities(path: Path, digest: str, labels: torch.Tensor) -> torc
             probs, stored = f.get_tensor("probs"), f.get_tensor("labels")
     except (OSError, safetensors.SafetensorError):  # missing, truncated or not a safetensors file
         return None
-    same = stored.shape == labels.shape and torch.equal(stored, labels)
-    return probs if same and probs.shape[0] == len(labels) else None
+    return probs if torch.equal(stored, labels) and len(probs) == len(labels) else None
 
 
 def _store_probabilities(path: Path, digest: str, probs: torch.Tensor, labels: torch.Tensor) -> None:
@@ -151,8 +150,6 @@ def ensemble_probabilities(
 
     if not runs:
         raise ConfigError("an ensemble needs at least one run")
-    if tta not in TTA:
-        raise ConfigError(f"unknown test-time augmentation {tta!r} (choose from {', '.join(TTA)})")
     paths = [weights_path(r) for r in runs]
     probs, members, ds = [], [], None
     bar = tqdm(paths, desc="members", unit="run", disable=not _progress_enabled(progress), leave=False)
@@ -164,19 +161,20 @@ def ensemble_probabilities(
         check_compatible(meta, data, path)
         if ds is None:
             ds = load_dataset(data, split, data_dir=data_dir)
+            labels = ds.labels.cpu()
         dev = next(model.parameters()).device
         p = None
         if cache:
             digest, where = file_digest(path), predictions_path(path, data, split, tta, dev.type)
-            p = _cached_probabilities(where, digest, ds.labels.cpu())
+            p = _cached_probabilities(where, digest, labels)
         if p is None:
             p = member_probabilities(model, BatchLoader(ds.to(dev), batch_size), tta)
             if cache:
-                _store_probabilities(where, digest, p, ds.labels.cpu())
-        acc = float((p.argmax(1) == ds.labels.cpu()).double().mean())
+                _store_probabilities(where, digest, p, labels)
+        acc = float((p.argmax(1) == labels).double().mean())
         members.append({"weights": str(path), "model": meta.get("model"), "accuracy": acc})
         probs.append(p)
-    return torch.stack(probs), ds.labels.cpu(), members, data
+    return torch.stack(probs), labels, members, data
 
 
 def ensemble_errors(probs: torch.Tensor, labels: torch.Tensor, method: str = "mean") -> dict[str, list[int]]:
