@@ -94,6 +94,12 @@ ENSEMBLES: dict[str, tuple[str, dict[str, tuple[dict, list[int]]]]] = {
                 )
                 for w in WIDTHS
             },
+            # a third family, so that DeepConvNets are no longer 62 of the members: ResNet-20's
+            # plain twin (the same 20 layers without the skip connections), on this CPU
+            "plain20-full": (
+                {"model": "plain20", "augment": "default", "epochs": 15, "val_size": 0},
+                list(range(1300, 1306)),
+            ),
         },
     ),
     "fashion-mnist": ("fashion-mnist", {"resnet20-w4": (CLOTHES, list(range(6)))}),
@@ -113,6 +119,7 @@ SETS: dict[str, dict[str, list[str]]] = {
         "w2-widths": W2_WIDTH_GROUPS,
         "resnet-widths": RESNET_WIDTH_GROUPS,
         "before-widths": ["deep-convnet", "deep-convnet-w2", "deep-convnet-w2-30ep", "resnet20-full"],
+        "cifar-nets": ["resnet20-full", *RESNET_WIDTH_GROUPS, "plain20-full"],
     },
 }
 
