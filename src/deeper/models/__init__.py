@@ -5,7 +5,7 @@
 """
 
 # register the families: the book's (deep_convnet, mlp, simple_convnet), the model zoo (alexnet ...
-# vit, issue 3) and the 1-bit DeepConvNet (binary, issue 6)
+# vit, issue 3), the no-pooling M3/M5/M7 (issue 4) and the 1-bit DeepConvNet (binary, issue 6)
 from deeper.models import (  # noqa: F401
     alexnet,
     binary,
@@ -14,6 +14,7 @@ from deeper.models import (  # noqa: F401
     googlenet,
     lenet,
     mlp,
+    nopool,
     resnet,
     simple_convnet,
     vgg,
