@@ -80,3 +80,15 @@ def test_width_norm_is_a_parameter_free_first_layer_kept_in_the_weights(tmp_path
         assert torch.equal(back(x), net(x))
         plain.load_state_dict(net.state_dict())  # the same weights without the normalisation
         assert not torch.allclose(plain.eval()(x), net(x))
+
+
+def test_convolutionalized_they_compute_the_same_and_slide_over_larger_images():
+    from deeper.models import convolutionalize
+
+    torch.manual_seed(0)
+    net = create_model("nopool-m7").eval()
+    fcn = convolutionalize(net, (1, 28, 28)).eval()
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(fcn(x).flatten(1), net(x), atol=1e-5)
+        assert fcn(torch.rand(1, 1, 40, 40)).shape == (1, 10, 13, 13)  # one window per 28x28 crop
