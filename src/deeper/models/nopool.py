@@ -13,8 +13,9 @@ ReLU.  The map shrinks only because the convolutions are unpadded (``k - 1``
 pixels a layer); the last map is flattened into one linear classifier, so every
 position keeps its own weights, unlike a global average pool.  The paper also
 puts a batch norm on the ten logits; here the classifier is a plain linear
-layer with a bias (the zoo's ``head[-1]`` convention), which is what the batch
-norm amounts to after training, up to a per-class scale.
+layer with a bias (the zoo's ``head[-1]`` convention).  At inference that batch
+norm is a per-class scale and shift, which the linear layer's weights and bias
+can hold exactly; only the training differs.
 
 The three differ in the size of their receptive fields at each depth, which is
 why the paper ensembles them.  ``width_norm=W`` puts MCDNN's width
@@ -104,3 +105,4 @@ def _register(kernel_size: int) -> None:
 
 for _k in LAYOUTS:
     _register(_k)
+del _k
