@@ -47,6 +47,10 @@ def test_tiny_runs_get_a_valid_schedule():
     for name in ("onecycle", "cosine", "step", "exponential"):
         out = lrs(name, 2, steps_per_epoch=1, lr=0.01)
         assert all(0 <= v <= 0.01 + 1e-12 for v in out) and len(out) == 2
+    # a warm-up of exactly one step (pct_start x total = 1) is a 0/0 inside torch's OneCycleLR
+    for total, pct in ((4, 0.25), (10, 0.1), (20, 0.05)):
+        out = lrs("onecycle", total, steps_per_epoch=2, lr=0.01, pct_start=pct)
+        assert all(0 <= v <= 0.01 + 1e-12 for v in out) and max(out) > 0.005
 
 
 def test_step_multiplies_by_gamma_every_n_epochs():

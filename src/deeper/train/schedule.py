@@ -222,6 +222,8 @@ def _cosine(optimizer, total_steps, *, steps_per_epoch, final):
 def _onecycle(optimizer, total_steps, *, steps_per_epoch, pct_start, div, final_div):
     if not 0 < pct_start < 1 or div <= 0 or final_div <= 0:
         raise ConfigError("schedule 'onecycle': pct_start must be in (0, 1), div and final_div positive")
+    if math.isclose(pct_start * total_steps, 1.0):  # torch's warm-up phase would end at step 0 (0/0)
+        pct_start = 1.5 / total_steps
     max_lrs = [g["lr"] for g in optimizer.param_groups]
     cycle_momentum = "momentum" in optimizer.defaults and optimizer.defaults.get("momentum", 0) > 0
     cycle_momentum = cycle_momentum or "betas" in optimizer.defaults
