@@ -67,6 +67,11 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         "--restore-best", action=argparse.BooleanOptionalAction, default=S,
         help="end with the weights of the best validation epoch [on with --early-stop]",
     )  # fmt: skip
+    r.add_argument(
+        "--ema", type=float, default=S, metavar="DECAY",
+        help="validate, test and save an exponential moving average of the weights, updated every step "
+        "with this decay (e.g. 0.999: about the last 1,000 steps) [off]",
+    )  # fmt: skip
     a = p.add_argument_group("data augmentation (batched, on the device; see `deeper augment-preview`)")
     a.add_argument(
         "--augment", default=S, metavar="SPEC",

@@ -53,6 +53,7 @@ UNSUPPORTED = {
     "cutmix": (None, 0, 0.0),
     "input_noise": (None, 0, 0.0),
     "weight_noise": (None, 0, 0.0),
+    "ema": (None, 0, 0.0),
     "clip_grad": (None,),
     "early_stop": (None,),
     "restore_best": (None, False),

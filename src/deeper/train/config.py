@@ -75,6 +75,7 @@ class TrainConfig:
     clip_grad: float | None = None  # max global gradient norm
     early_stop: int | None = None  # patience in epochs (on the validation split)
     restore_best: bool | None = None  # end with the best-validation weights [on with early_stop]
+    ema: float | None = None  # decay of an exponential moving average of the weights (evaluated and saved)
     dropout: float | None = None  # the model's dropout rate (models that take `dropout`)
     norm: str | None = None  # normalisation layers (models that take `norm`): batch, layer, instance, group
     ensemble: int = 1  # train this many members (seeds seed, seed+1, ...) and evaluate their ensemble
@@ -155,6 +156,8 @@ class TrainConfig:
             raise ConfigError(f"--clip-grad must be positive, got {self.clip_grad}")
         if self.early_stop is not None and self.early_stop < 1:
             raise ConfigError(f"--early-stop must be at least 1 epoch, got {self.early_stop}")
+        if self.ema is not None and not 0 <= self.ema < 1:
+            raise ConfigError(f"--ema takes a decay in [0, 1) (0: off), e.g. 0.999; got {self.ema}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.ensemble < 1:

@@ -255,7 +255,7 @@ def _finish(
     logger.close()
     result = run_result(
         cfg, state, test_metrics, stopped=stopped, started=started, params=n_params, device=str(run.device),
-        world_size=run.world_size, amp=cfg.amp, run_dir=run_dir, weights=weights,
+        world_size=run.world_size, amp=cfg.amp, run_dir=run_dir, weights=weights, **run.extras,
     )  # fmt: skip
     if run.is_main:
         write_text_atomic(run_dir / "result.json", json.dumps(result, indent=2) + "\n")

@@ -12,6 +12,7 @@ from torch import nn
 from deeper.data import BatchLoader, get_dataset_spec, load_dataset
 from deeper.models import create_model, get_model_entry
 from deeper.runtime import resolve_device, seed_everything, set_deterministic
+from deeper.train import average  # noqa: F401 (registers the --ema callback)
 from deeper.train.config import TrainConfig
 from deeper.train.cv import kfold_split
 from deeper.train.ensemble import bootstrap_resample
@@ -54,6 +55,7 @@ class Run:
     updater: Updater | None = None
     #: the model to evaluate and save, when it is not ``model`` (e.g. an average of its weights)
     eval_model: nn.Module | None = None
+    #: more entries for ``result.json`` (set by callbacks, e.g. the raw weights' test accuracy under --ema)
     extras: dict = field(default_factory=dict)
     #: mixed precision of the training steps (a :class:`deeper.accel.amp.AmpPolicy`)
     amp: object = None
