@@ -141,6 +141,15 @@ SETS: dict[str, dict[str, list[str]]] = {
 }
 
 
+def add_member_options(p: argparse.ArgumentParser) -> None:
+    """The options :func:`train_argv` and :func:`train_members` read (shared with ``benchmarks/ema.py``)."""
+    p.add_argument("--data-dir", help="offline data folder (default: $DEEPER_DATA)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--amp", default="off", help="off, bf16 or fp16 [off]")
+    p.add_argument("--cuda-graphs", action="store_true", help="train with --cuda-graphs (GPU)")
+    p.add_argument("--jobs", type=int, default=1, help="members trained at once [1]")
+
+
 def train_argv(data: str, options: dict, seed: int, out: Path, args) -> list[str]:
     argv = [sys.executable, "-m", "deeper", "train", "--data", data, "--seed", str(seed), "--out", str(out)]
     for key, value in {**options, **({"epochs": args.epochs} if args.epochs else {})}.items():
@@ -270,11 +279,7 @@ def main(argv=None) -> int:
     )  # fmt: skip
     p.add_argument("--epochs", type=int, help="override every group's epochs (smoke runs)")
     p.add_argument("--data", help="override every ensemble's dataset (smoke runs: digits)")
-    p.add_argument("--data-dir", help="offline data folder (default: $DEEPER_DATA)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--amp", default="off", help="off, bf16 or fp16 [off]")
-    p.add_argument("--cuda-graphs", action="store_true", help="train with --cuda-graphs (GPU)")
-    p.add_argument("--jobs", type=int, default=1, help="members trained at once [1]")
+    add_member_options(p)
     p.add_argument(
         "--time-limit", type=float, metavar="S", help="stop training after S seconds, score what finished"
     )

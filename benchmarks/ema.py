@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine, print_table, write_result  # noqa: E402
-from accuracy import DIGITS, train_argv, train_members  # noqa: E402
+from accuracy import DIGITS, add_member_options, train_argv, train_members  # noqa: E402
 
 #: configuration -> (train options, seeds), fixed before any was run
 CONFIGS: dict[str, tuple[dict, list[int]]] = {
@@ -53,13 +53,9 @@ def summarize(name: str, results: list[dict]) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="mnist", help="dataset [mnist] (digits for a smoke run)")
-    p.add_argument("--data-dir", help="offline data folder (default: $DEEPER_DATA)")
     p.add_argument("--epochs", type=int, help="override every configuration's epochs (smoke runs)")
     p.add_argument("--only", help=f"comma-separated subset of: {', '.join(CONFIGS)}")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--amp", default="off", help="off, bf16 or fp16 [off]")
-    p.add_argument("--cuda-graphs", action="store_true", help="train with --cuda-graphs (GPU)")
-    p.add_argument("--jobs", type=int, default=1, help="runs trained at once [1]")
+    add_member_options(p)
     p.add_argument("--out", default="runs/ema", help="folder of the runs [runs/ema]")
     p.add_argument("--output", default=str(RESULTS / "ema.json"))
     args = p.parse_args(argv)

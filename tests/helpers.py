@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import torch
 
 from deeper.cli import main
 
@@ -17,3 +20,19 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 def last_json(stdout: str) -> dict:
     """The JSON object a ``--json`` command prints as its last line."""
     return json.loads(stdout.strip().splitlines()[-1])
+
+
+def assert_resumes_bit_for_bit(tmp_path: Path, options: dict, *, stop_after: int = 3) -> tuple[Path, Path]:
+    """Train ``TrainConfig(**options)`` straight, and stopped after ``stop_after`` steps then resumed:
+    the two weights files must be equal.  Returns the two run folders (straight, split)."""
+    from safetensors.torch import load_file
+
+    from deeper.train import TrainConfig, fit
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    fit(TrainConfig(**options, out=str(straight)))
+    fit(TrainConfig(**options, max_steps=stop_after, out=str(split)))
+    fit(TrainConfig(**options, out=str(split)), resume=True)
+    a, b = load_file(straight / "model.safetensors"), load_file(split / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    return straight, split

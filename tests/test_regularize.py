@@ -14,6 +14,7 @@ from deeper.errors import ConfigError
 from deeper.models import create_model, model_from_weights
 from deeper.train import ClassificationTask, LoopState, TrainConfig, Updater, build_run, evaluate, fit
 from deeper.train.regularize import EarlyStopping, InputNoise, Mix
+from tests.helpers import assert_resumes_bit_for_bit
 
 TINY = dict(data="digits", tensorboard=False, progress=False)
 
@@ -219,14 +220,9 @@ def test_a_run_with_augmentation_mixing_and_noise_resumes_bit_for_bit(tmp_path):
         TINY, epochs=2, augment="default", mixup=0.2, cutmix=1.0, input_noise=0.02, weight_noise=0.001,
         clip_grad=5.0, warmup=0.3, schedule="cosine", subset=256, early_stop=5,
     )  # fmt: skip
-    fit(TrainConfig(**opts, out=str(tmp_path / "straight")))
-    fit(TrainConfig(**opts, max_steps=3, out=str(tmp_path / "split")))
-    fit(TrainConfig(**opts, out=str(tmp_path / "split")), resume=True)
-    a = load_file(tmp_path / "straight" / "model.safetensors")
-    b = load_file(tmp_path / "split" / "model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    line = (tmp_path / "straight" / "metrics.csv").read_text().splitlines()[2].split(",")[:6]
-    assert line == (tmp_path / "split" / "metrics.csv").read_text().splitlines()[2].split(",")[:6]
+    straight, split = assert_resumes_bit_for_bit(tmp_path, opts)
+    line = (straight / "metrics.csv").read_text().splitlines()[2].split(",")[:6]
+    assert line == (split / "metrics.csv").read_text().splitlines()[2].split(",")[:6]
 
 
 def test_options_are_checked():

@@ -87,6 +87,15 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         "--bootstrap", action="store_true", default=S,
         help="train on a bootstrap resample of the training split (with --ensemble: bagging)",
     )  # fmt: skip
+    e.add_argument(
+        "--boost", action="store_true", default=S,
+        help="with --ensemble: boosting (SAMME by resampling): each member trains on a resample that "
+        "favours the training images the one before got wrong; the ensemble is their weighted vote",
+    )  # fmt: skip
+    e.add_argument(
+        "--boost-rate", type=float, default=S, metavar="RATE",
+        help="boosting's shrinkage of each member's vote weight, and so of the reweighting [1.0]",
+    )  # fmt: skip
 
 
 def train_kwargs(given: dict) -> dict:
@@ -107,6 +116,11 @@ def run_ensemble_training(cfg, resume: bool, out) -> dict:
         f"ensemble of {result['ensemble']}: test accuracy {result['test_accuracy']:.4f} (mean of probabilities), "
         f"{result['vote_test_accuracy']:.4f} (vote); best member {result['best_member_test_accuracy']:.4f}"
     )
+    if result.get("boost"):
+        out.line(
+            f"boosted ensemble (SAMME, vote weights {', '.join(f'{a:.2f}' for a in result['boost_alphas'])}): "
+            f"test accuracy {result['boost_test_accuracy']:.4f}"
+        )
     return result
 
 

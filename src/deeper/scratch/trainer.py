@@ -59,6 +59,8 @@ UNSUPPORTED = {
     "restore_best": (None, False),
     "ensemble": (1,),
     "bootstrap": (False,),
+    "boost": (False,),
+    "sample_weights": (None,),
     "folds": (None,),
     "init_from": (None,),
     "freeze": ("none", None),

@@ -80,6 +80,11 @@ class TrainConfig:
     norm: str | None = None  # normalisation layers (models that take `norm`): batch, layer, instance, group
     ensemble: int = 1  # train this many members (seeds seed, seed+1, ...) and evaluate their ensemble
     bootstrap: bool = False  # train on a bootstrap resample of the training split (bagging)
+    boost: bool = False  # with ensemble: boosting (SAMME by resampling, deeper.train.boost)
+    boost_rate: float = 1.0  # boosting's shrinkage of each member's vote weight
+    sample_weights: str | None = (
+        None  # train on a resample drawn with these per-image probabilities (boosting)
+    )
     folds: int | None = None  # k-fold cross-validation: validate on fold `fold` of `folds`
     fold: int | None = None
     # transfer learning (issue 3; see docs/zoo.md)
@@ -162,6 +167,12 @@ class TrainConfig:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.ensemble < 1:
             raise ConfigError(f"--ensemble must be at least 1, got {self.ensemble}")
+        if self.boost and (self.ensemble < 2 or self.bootstrap):
+            raise ConfigError("--boost trains an ensemble: it needs --ensemble K >= 2, and not --bootstrap")
+        if not self.boost_rate > 0:
+            raise ConfigError(f"--boost-rate must be positive, got {self.boost_rate}")
+        if self.sample_weights is not None and self.bootstrap:
+            raise ConfigError("a run resamples its training split one way: bootstrap or sample weights")
         if (self.folds is None) != (self.fold is None):
             raise ConfigError("k-fold validation needs both folds and fold")
         if self.folds is not None and not (self.folds >= 2 and 0 <= self.fold < self.folds):

@@ -244,6 +244,62 @@ def member_dir(root: Path, i: int) -> Path:
     return root / f"member-{i}"
 
 
+class Boosting:
+    """The boosting state of :func:`train_ensemble`: sampling weights, and each member's error and vote."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.weights: torch.Tensor | None = None  # the next member's sampling probabilities
+        self.errors: list[float] = []
+        self.alphas: list[float] = []
+
+    def write_weights(self, mdir: Path) -> Path:
+        from deeper.train.boost import save_sample_weights
+
+        path = mdir / "sample_weights.safetensors"
+        mdir.mkdir(parents=True, exist_ok=True)
+        save_sample_weights(path, self.weights)  # the same values on a resume: recomputed from the members
+        return path
+
+    def add(self, member, weights_file: str, log) -> bool:
+        """Score the trained member on its clean training split, update the weights; True: stop boosting."""
+        from deeper.data import get_dataset_spec
+        from deeper.inference import load_for_inference
+        from deeper.train.boost import samme_step
+        from deeper.train.run import split_data
+
+        train, _, _ = split_data(member.resolved())
+        model, _ = load_for_inference(weights_file, device=self.cfg.device)
+        dev = next(model.parameters()).device
+        wrong = member_probabilities(model, BatchLoader(train.to(dev), 1000)).argmax(1) != train.labels.cpu()
+        w = self.weights if self.weights is not None else torch.full((len(train),), 1.0 / len(train))
+        step = samme_step(w, wrong, get_dataset_spec(self.cfg.data).num_classes, self.cfg.boost_rate)
+        self.weights = step.weights
+        self.errors.append(step.error)
+        self.alphas.append(step.alpha)
+        log(
+            f"boosting: member {len(self.alphas)} gets {int(wrong.sum()):,} training images wrong, "
+            f"weighted error {step.error:.5f}, vote weight {step.alpha:.3f}"
+        )
+        if step.stop:
+            log(
+                "boosting stops: "
+                + ("a member made no error" if step.error == 0 else "no better than chance")
+            )
+        return step.stop
+
+    def summary(self, probs: torch.Tensor, labels: torch.Tensor) -> dict:
+        from deeper.train.boost import weighted_vote
+
+        pred = weighted_vote(probs, torch.tensor(self.alphas, dtype=probs.dtype))
+        return {
+            "boost_rate": self.cfg.boost_rate,
+            "boost_errors": self.errors,
+            "boost_alphas": self.alphas,
+            "boost_test_accuracy": float((pred == labels).double().mean()),
+        }
+
+
 def train_ensemble(cfg, *, resume: bool = False, log=notice) -> dict:
     """Train ``cfg.ensemble`` members (or finish them, with ``resume``) and evaluate the ensemble."""
     from deeper.train.fit import fit
@@ -259,29 +315,35 @@ def train_ensemble(cfg, *, resume: bool = False, log=notice) -> dict:
         )
     root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(saved, yaml.safe_dump({**cfg.to_dict(), "out": str(root)}, sort_keys=False))
-    results = []
+    results, boosting = [], Boosting(cfg) if cfg.boost else None
     for i in range(k):
         mdir = member_dir(root, i)
-        member = replace(cfg, ensemble=1, seed=cfg.seed + i, out=str(mdir))
+        member = replace(cfg, ensemble=1, boost=False, seed=cfg.seed + i, out=str(mdir))
+        if boosting is not None and i > 0:
+            member = replace(member, sample_weights=str(boosting.write_weights(mdir)))
         done = mdir / "result.json"
         if done.is_file():
             log(f"ensemble member {i + 1}/{k} already trained ({mdir})")
             results.append(json.loads(done.read_text()))
-            continue
-        log(
-            f"ensemble member {i + 1}/{k}: seed {member.seed}{', bootstrap resample' if cfg.bootstrap else ''}"
-        )
-        again = resume and (mdir / "checkpoints" / "latest").is_file()
-        results.append(fit(member, resume=again, log=log))
-    ens = evaluate_ensemble(
+        else:
+            how = ", bootstrap resample" if cfg.bootstrap else ", boosting resample" if i and boosting else ""
+            log(f"ensemble member {i + 1}/{k}: seed {member.seed}{how}")
+            again = resume and (mdir / "checkpoints" / "latest").is_file()
+            results.append(fit(member, resume=again, log=log))
+        if boosting is not None and boosting.add(member, results[-1]["weights"], log):
+            break
+    probs, labels, members, _ = ensemble_probabilities(
         [r["weights"] for r in results], data=cfg.data, device=cfg.device, data_dir=cfg.data_dir
     )
+    by = score_ensemble(probs, labels)
+    accs = [m["accuracy"] for m in members]
     summary = {
         "model": cfg.model,
         "data": cfg.data,
         "recipe": cfg.recipe,
-        "ensemble": k,
+        "ensemble": len(results),
         "bootstrap": cfg.bootstrap,
+        "boost": cfg.boost,
         "members": [
             {
                 "seed": cfg.seed + i,
@@ -291,10 +353,11 @@ def train_ensemble(cfg, *, resume: bool = False, log=notice) -> dict:
             }
             for i, r in enumerate(results)
         ],
-        "test_accuracy": ens["mean_accuracy"],
-        "vote_test_accuracy": ens["vote_accuracy"],
-        "best_member_test_accuracy": ens["best_member_accuracy"],
-        "average_member_test_accuracy": ens["average_member_accuracy"],
+        "test_accuracy": by["mean"],
+        "vote_test_accuracy": by["vote"],
+        "best_member_test_accuracy": max(accs),
+        "average_member_test_accuracy": sum(accs) / len(accs),
+        **(boosting.summary(probs, labels) if boosting is not None else {}),
         "train_seconds": sum(r["train_seconds"] for r in results),
         "run_dir": str(root),
     }

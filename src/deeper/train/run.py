@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deeper.data import BatchLoader, get_dataset_spec, load_dataset
+from deeper.data import BatchLoader, ImageDataset, get_dataset_spec, load_dataset
 from deeper.models import create_model, get_model_entry
 from deeper.runtime import resolve_device, seed_everything, set_deterministic
 from deeper.train import average  # noqa: F401 (registers the --ema callback)
@@ -85,6 +85,20 @@ class Run:
         return self.eval_model if self.eval_model is not None else self.model
 
 
+def split_data(cfg: TrainConfig) -> tuple[ImageDataset, ImageDataset | None, ImageDataset]:
+    """The (train, val, test) datasets of a resolved config, before any resampling of train."""
+    train_full = load_dataset(cfg.data, "train", data_dir=cfg.data_dir)
+    test = load_dataset(cfg.data, "test", data_dir=cfg.data_dir)
+    val_size = default_val_size(len(train_full)) if cfg.val_size is None else cfg.val_size
+    if cfg.folds is not None:  # k-fold cross-validation (deeper cv): validate on one fold
+        train, val = kfold_split(train_full, cfg.folds, cfg.fold)
+    else:
+        train, val = train_full.split(val_size, seed=0) if val_size else (train_full, None)
+    if cfg.subset is not None:
+        train = train.subset(slice(0, cfg.subset))
+    return train, val, test
+
+
 def build_run(cfg: TrainConfig) -> Run:
     """Data, model, task, loaders, optimizer and schedule for a resolved config."""
     get_model_entry(cfg.model)  # fail on a bad name before loading any data
@@ -99,17 +113,13 @@ def build_run(cfg: TrainConfig) -> Run:
     set_deterministic(cfg.deterministic)
     seed_everything(cfg.seed)
     spec = get_dataset_spec(cfg.data)
-    train_full = load_dataset(cfg.data, "train", data_dir=cfg.data_dir)
-    test = load_dataset(cfg.data, "test", data_dir=cfg.data_dir)
-    val_size = default_val_size(len(train_full)) if cfg.val_size is None else cfg.val_size
-    if cfg.folds is not None:  # k-fold cross-validation (deeper cv): validate on one fold
-        train, val = kfold_split(train_full, cfg.folds, cfg.fold)
-    else:
-        train, val = train_full.split(val_size, seed=0) if val_size else (train_full, None)
-    if cfg.subset is not None:
-        train = train.subset(slice(0, cfg.subset))
+    train, val, test = split_data(cfg)
     if cfg.bootstrap:  # bagging: a resample with replacement, drawn with the run's seed
         train = bootstrap_resample(train, seed=cfg.seed)
+    elif cfg.sample_weights is not None:  # boosting: a resample that favours earlier members' errors
+        from deeper.train.boost import load_sample_weights, weighted_resample
+
+        train = weighted_resample(train, load_sample_weights(cfg.sample_weights), seed=cfg.seed)
     c, h, w = spec.image_shape
     kwargs = dict(cfg.model_kwargs)
     kwargs.update({k: v for k in ("dropout", "norm") if (v := getattr(cfg, k)) is not None})
