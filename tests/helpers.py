@@ -10,6 +10,19 @@ import torch
 from deeper.cli import main
 
 
+def load_benchmark(name: str):
+    """The module ``benchmarks/NAME.py`` (its folder on ``sys.path``, as when it runs as a script)."""
+    import importlib.util
+    import sys
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run(capsys, *argv) -> tuple[int, str, str]:
     """Run ``deeper ARGV`` in-process: exit code, stdout and stderr."""
     code = main(list(argv))
