@@ -3,8 +3,10 @@
 - :func:`train_ensemble` trains ``cfg.ensemble`` members into ``OUT/member-<i>/``
   with seeds ``seed, seed + 1, ...`` (different initialisation, data order,
   dropout and augmentation), or, with ``cfg.bootstrap``, each on its own bootstrap
-  resample of the training split (bagging, Breiman 1996), then evaluates the
-  ensemble on the test split.  It is resumable member by member.
+  resample of the training split (bagging, Breiman 1996), or, with ``cfg.boost``,
+  each after the first on a resample weighted towards the last member's training
+  errors (boosting: :mod:`deeper.train.boost`), then evaluates the ensemble on the
+  test split.  It is resumable member by member.
 - :func:`evaluate_ensemble` scores any trained runs together (``deeper ensemble``):
   ``mean`` averages the members' softmax probabilities, ``vote`` takes the most
   frequent predicted class (ties go to the higher mean probability).  With
@@ -257,8 +259,9 @@ class Boosting:
         from deeper.train.boost import save_sample_weights
 
         path = mdir / "sample_weights.safetensors"
-        mdir.mkdir(parents=True, exist_ok=True)
-        save_sample_weights(path, self.weights)  # the same values on a resume: recomputed from the members
+        if not path.is_file():  # on a resume the member keeps the draws it started with
+            mdir.mkdir(parents=True, exist_ok=True)
+            save_sample_weights(path, self.weights)
         return path
 
     def add(self, member, weights_file: str, log) -> bool:
