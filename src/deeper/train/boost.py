@@ -91,3 +91,58 @@ def weighted_vote(probs: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
     score = (a[:, None, None] * votes).sum(0)
     mean = (a[:, None, None] * probs).sum(0) / a.sum().clamp_min(1e-12)
     return (score + 1e-6 * mean).argmax(1)
+
+
+class Boosting:
+    """The boosting state of :func:`deeper.train.ensemble.train_ensemble`: sampling weights, and each member's error and vote."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.weights: torch.Tensor | None = None  # the next member's sampling probabilities
+        self.errors: list[float] = []
+        self.alphas: list[float] = []
+
+    def write_weights(self, mdir: Path) -> Path:
+        """The sample weights file of the member trained in ``mdir`` (written unless it is there)."""
+        path = mdir / "sample_weights.safetensors"
+        if not path.is_file():  # on a resume the member keeps the draws it started with
+            mdir.mkdir(parents=True, exist_ok=True)
+            save_sample_weights(path, self.weights)
+        return path
+
+    def add(self, member, weights_file: str, log) -> bool:
+        """Score the trained member on its clean training split, update the weights; True: stop boosting."""
+        from deeper.data import BatchLoader, get_dataset_spec
+        from deeper.inference import load_for_inference
+        from deeper.train.ensemble import member_probabilities
+        from deeper.train.run import split_data
+
+        train, _, _ = split_data(member.resolved())
+        model, _ = load_for_inference(weights_file, device=self.cfg.device)
+        dev = next(model.parameters()).device
+        wrong = member_probabilities(model, BatchLoader(train.to(dev), 1000)).argmax(1) != train.labels.cpu()
+        w = self.weights if self.weights is not None else torch.full((len(train),), 1.0 / len(train))
+        step = samme_step(w, wrong, get_dataset_spec(self.cfg.data).num_classes, self.cfg.boost_rate)
+        self.weights = step.weights
+        self.errors.append(step.error)
+        self.alphas.append(step.alpha)
+        log(
+            f"boosting: member {len(self.alphas)} gets {int(wrong.sum()):,} training images wrong, "
+            f"weighted error {step.error:.5f}, vote weight {step.alpha:.3f}"
+        )
+        if step.stop:
+            log(
+                "boosting stops: "
+                + ("a member made no error" if step.error == 0 else "no better than chance")
+            )
+        return step.stop
+
+    def summary(self, probs: torch.Tensor, labels: torch.Tensor) -> dict:
+        """The boosting entries of the ensemble's ``result.json`` (``probs``: the members' test probabilities)."""
+        pred = weighted_vote(probs, torch.tensor(self.alphas, dtype=probs.dtype))
+        return {
+            "boost_rate": self.cfg.boost_rate,
+            "boost_errors": self.errors,
+            "boost_alphas": self.alphas,
+            "boost_test_accuracy": float((pred == labels).double().mean()),
+        }

@@ -82,9 +82,7 @@ class TrainConfig:
     bootstrap: bool = False  # train on a bootstrap resample of the training split (bagging)
     boost: bool = False  # with ensemble: boosting (SAMME by resampling, deeper.train.boost)
     boost_rate: float = 1.0  # boosting's shrinkage of each member's vote weight
-    sample_weights: str | None = (
-        None  # train on a resample drawn with these per-image probabilities (boosting)
-    )
+    sample_weights: str | None = None  # per-image draw probabilities of a boosting member
     folds: int | None = None  # k-fold cross-validation: validate on fold `fold` of `folds`
     fold: int | None = None
     # transfer learning (issue 3; see docs/zoo.md)
