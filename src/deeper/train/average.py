@@ -19,8 +19,6 @@ only adds the warm-up, the integer buffers and the checkpointing.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
@@ -85,8 +83,7 @@ class WeightAverage(Callback):
     name = "ema"
 
     def __init__(self, decay: float):
-        make_ema(nn.Linear(1, 1), decay)  # check the decay before any data is loaded
-        self.decay = decay
+        self.decay = decay  # checked in TrainConfig (make_ema checks it again)
         self.ema: AveragedModel | None = None
 
     def on_fit_start(self, run, state) -> None:
@@ -110,7 +107,7 @@ class WeightAverage(Callback):
         run.extras[f"test_{run.task.primary_metric}_raw"] = raw[run.task.primary_metric]
 
     def state_dict(self) -> dict:
-        return {"averaged": copy.deepcopy(self.ema.state_dict())} if self.ema is not None else {}
+        return {"averaged": self.ema.state_dict()} if self.ema is not None else {}  # saved at once
 
     def load_state_dict(self, state: dict) -> None:
         if state and self.ema is not None:

@@ -101,6 +101,7 @@ class Boosting:
         self.weights: torch.Tensor | None = None  # the next member's sampling probabilities
         self.errors: list[float] = []
         self.alphas: list[float] = []
+        self._train: ImageDataset | None = None  # the clean training split (the same for every member)
 
     def write_weights(self, mdir: Path) -> Path:
         """The sample weights file of the member trained in ``mdir`` (written unless it is there)."""
@@ -117,7 +118,9 @@ class Boosting:
         from deeper.train.ensemble import member_probabilities
         from deeper.train.run import split_data
 
-        train, _, _ = split_data(member.resolved())
+        if self._train is None:
+            self._train, _, _ = split_data(member.resolved())
+        train = self._train
         model, _ = load_for_inference(weights_file, device=self.cfg.device)
         dev = next(model.parameters()).device
         wrong = member_probabilities(model, BatchLoader(train.to(dev), 1000)).argmax(1) != train.labels.cpu()
@@ -137,12 +140,11 @@ class Boosting:
             )
         return step.stop
 
-    def summary(self, probs: torch.Tensor, labels: torch.Tensor) -> dict:
-        """The boosting entries of the ensemble's ``result.json`` (``probs``: the members' test probabilities)."""
-        pred = weighted_vote(probs, torch.tensor(self.alphas, dtype=probs.dtype))
+    def summary(self, weighted_vote_accuracy: float) -> dict:
+        """The boosting entries of the ensemble's ``result.json``."""
         return {
             "boost_rate": self.cfg.boost_rate,
             "boost_errors": self.errors,
             "boost_alphas": self.alphas,
-            "boost_test_accuracy": float((pred == labels).double().mean()),
+            "boost_test_accuracy": weighted_vote_accuracy,
         }

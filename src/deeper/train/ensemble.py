@@ -212,12 +212,14 @@ def evaluate_ensemble(
     tta: str = "none",
     cache: bool = False,
     progress: bool | None = None,
+    vote_weights: list[float] | None = None,
 ) -> dict:
     """Each member's accuracy and the ensemble's (by ``method``, and by both methods) on ``data``.
 
     Also the images the ensemble (by ``method``) gets wrong: their indices, true and
     predicted classes, and how many members classify each one correctly.
-    ``cache`` and ``progress``: as in :func:`ensemble_probabilities`.
+    ``cache`` and ``progress``: as in :func:`ensemble_probabilities`.  With
+    ``vote_weights`` (one per run, e.g. boosting's alphas) also ``weighted_vote_accuracy``.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown ensemble method {method!r} (choose from {', '.join(METHODS)})")
@@ -226,6 +228,12 @@ def evaluate_ensemble(
         cache=cache, progress=progress,
     )  # fmt: skip
     by = score_ensemble(probs, labels)
+    weighted = {}
+    if vote_weights is not None:
+        from deeper.train.boost import weighted_vote
+
+        pred = weighted_vote(probs, torch.tensor(vote_weights, dtype=probs.dtype))
+        weighted = {"weighted_vote_accuracy": float((pred == labels).double().mean())}
     return {
         "data": data,
         "split": split,
@@ -238,6 +246,7 @@ def evaluate_ensemble(
         "vote_accuracy": by["vote"],
         "best_member_accuracy": max(m["accuracy"] for m in members),
         "average_member_accuracy": sum(m["accuracy"] for m in members) / len(members),
+        **weighted,
         **ensemble_errors(probs, labels, method),
     }
 
@@ -280,11 +289,10 @@ def train_ensemble(cfg, *, resume: bool = False, log=notice) -> dict:
             results.append(fit(member, resume=again, log=log))
         if boosting is not None and boosting.add(member, results[-1]["weights"], log):
             break
-    probs, labels, members, _ = ensemble_probabilities(
-        [r["weights"] for r in results], data=cfg.data, device=cfg.device, data_dir=cfg.data_dir
-    )
-    by = score_ensemble(probs, labels)
-    accs = [m["accuracy"] for m in members]
+    ens = evaluate_ensemble(
+        [r["weights"] for r in results], data=cfg.data, device=cfg.device, data_dir=cfg.data_dir,
+        vote_weights=boosting.alphas if boosting is not None else None,
+    )  # fmt: skip
     summary = {
         "model": cfg.model,
         "data": cfg.data,
@@ -301,11 +309,11 @@ def train_ensemble(cfg, *, resume: bool = False, log=notice) -> dict:
             }
             for i, r in enumerate(results)
         ],
-        "test_accuracy": by["mean"],
-        "vote_test_accuracy": by["vote"],
-        "best_member_test_accuracy": max(accs),
-        "average_member_test_accuracy": sum(accs) / len(accs),
-        **(boosting.summary(probs, labels) if boosting is not None else {}),
+        "test_accuracy": ens["mean_accuracy"],
+        "vote_test_accuracy": ens["vote_accuracy"],
+        "best_member_test_accuracy": ens["best_member_accuracy"],
+        "average_member_test_accuracy": ens["average_member_accuracy"],
+        **(boosting.summary(ens["weighted_vote_accuracy"]) if boosting is not None else {}),
         "train_seconds": sum(r["train_seconds"] for r in results),
         "run_dir": str(root),
     }
