@@ -72,7 +72,7 @@ def main(argv=None) -> int:
             out=str(Path(args.out) / f"{args.data}-{slug}"), tensorboard=False, progress=False,
             **{**BASE, **CONFIGS[name]},
         )  # fmt: skip
-        print(f"{name}: {args.members} x {args.epochs} epochs -> {cfg.out}", file=sys.stderr, flush=True)
+        print(f"{name}: {args.members} x {args.epochs} epochs -> {cfg.run.out}", file=sys.stderr, flush=True)
         result = train_ensemble(cfg, resume=True)
         members = [m["test_accuracy"] for m in result["members"]]
         configs.append({

@@ -53,7 +53,7 @@ def transform_ms(run, repeats: int = 20) -> float:
     t = run.train_loader.transform
     if t is None:
         return 0.0
-    x, y = next(iter(type(run.train_loader)(run.train_loader.dataset, run.cfg.batch_size)))
+    x, y = next(iter(type(run.train_loader)(run.train_loader.dataset, run.cfg.optim.batch_size)))
     if run.train_loader.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     best = float("inf")
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "data": args.data,
         "model": cfg.model,
-        "batch_size": cfg.batch_size,
+        "batch_size": cfg.optim.batch_size,
         "steps_per_round": args.steps,
         "rounds": args.rounds,
         "limit_ratio": LIMIT,

@@ -77,7 +77,7 @@ def main(argv=None) -> int:
             data=args.data, data_dir=args.data_dir, epochs=args.epochs, ensemble=args.members,
             out=str(Path(args.out) / f"{args.data}-{name}"), tensorboard=False, progress=False, **CONFIGS[name],
         )  # fmt: skip
-        print(f"{name}: {args.members} x {args.epochs} epochs -> {cfg.out}", file=sys.stderr, flush=True)
+        print(f"{name}: {args.members} x {args.epochs} epochs -> {cfg.run.out}", file=sys.stderr, flush=True)
         r = row(name, train_ensemble(cfg, resume=True))
         records.append(r)
         table.append({

@@ -65,14 +65,14 @@ def run_row(
     seed_everything(cfg.seed)
     run = build_run(cfg)
     if tv_root is not None:  # replace deeper's loader by the baseline pipeline, same model/optimizer/schedule
-        loader = torchvision_loader(tv_root, cfg.batch_size, cfg.seed)
+        loader = torchvision_loader(tv_root, cfg.optim.batch_size, cfg.seed)
     else:
         loader = run.train_loader
     task = run.task  # the recipe's loss (label smoothing included) for every row
     state = LoopState()
     stop = (lambda s: s.global_step >= max_steps) if max_steps else None
     per_epoch, time_to_target, epoch_to_target = [], None, None
-    for epoch in range(cfg.epochs):
+    for epoch in range(cfg.optim.epochs):
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
         state.step_in_epoch, state.epoch_sums, state.epoch_count = 0, {}, 0
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
             elif name != "deeper":
                 p.error(f"unknown row {name!r}")
             print(
-                f"{name}: {cfg.epochs} epochs, batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr} {cfg.schedule}",
+                f"{name}: {cfg.optim.epochs} epochs, batch {cfg.optim.batch_size}, {cfg.optim.optimizer} lr {cfg.optim.lr} {cfg.optim.schedule}",
                 file=sys.stderr,
                 flush=True,
             )

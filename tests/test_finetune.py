@@ -87,7 +87,7 @@ def test_fit_with_frozen_features_leaves_them_exactly_as_loaded(lenet_src, tmp_p
     assert all(torch.equal(trained[k], source[k]) for k in source if not k.startswith("head.fc3."))
     assert not torch.equal(trained["head.fc3.weight"], source["head.fc3.weight"])
     assert meta["init_from"] == str(lenet_src) and meta["freeze"] == "features"
-    full = fit(TrainConfig(**{**cfg.to_dict(), "freeze": "none", "out": str(tmp_path / "full")}))
+    full = fit(cfg.replace(freeze="none", out=str(tmp_path / "full")))
     tuned, _ = load_weights(full["weights"])
     assert not torch.equal(tuned["features.conv1.weight"], source["features.conv1.weight"])
 

@@ -175,9 +175,9 @@ def test_coupled_and_decoupled_decay_differ_under_adam():
 
 def test_adamw_has_its_own_default_decay_and_the_config_records_it():
     assert get_optimizer_entry("adamw").default_weight_decay == 0.01
-    assert TrainConfig(optimizer="adamw").resolved().weight_decay == 0.01
-    assert TrainConfig(optimizer="adam").resolved().weight_decay == 0.0
-    assert TrainConfig(optimizer="adamw", weight_decay=0.05).resolved().weight_decay == 0.05
+    assert TrainConfig(optimizer="adamw").resolved().optim.weight_decay == 0.01
+    assert TrainConfig(optimizer="adam").resolved().optim.weight_decay == 0.0
+    assert TrainConfig(optimizer="adamw", weight_decay=0.05).resolved().optim.weight_decay == 0.05
 
 
 def test_optimizer_options_reach_the_optimizer_through_the_config():

@@ -236,4 +236,4 @@ def test_options_are_checked():
     ]:
         with pytest.raises(ConfigError, match=message):
             TrainConfig(**bad).resolved()
-    assert math.isfinite(TrainConfig(warmup=0.5).resolved().warmup)
+    assert math.isfinite(TrainConfig(warmup=0.5).resolved().optim.warmup)

@@ -159,18 +159,18 @@ def test_resumed_run_continues_bit_for_bit(tmp_path):
 )
 def test_schedules_drive_the_scratch_optimizer_as_they_drive_torch(optimizer, schedule, extra):
     cfg = TrainConfig(optimizer=optimizer, schedule=schedule, lr=0.05, epochs=4, **extra).resolved()
-    ours = create_optimizer(optimizer, lr=cfg.lr)
+    ours = create_optimizer(optimizer, lr=cfg.optim.lr)
     driver = ScheduleDriver(cfg, ours, total_steps=40, steps_per_epoch=10)
     from deeper.train import create_optimizer as torch_optimizer
 
-    topt = torch_optimizer(optimizer, [torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    topt = torch_optimizer(optimizer, [torch.zeros(1, requires_grad=True)], lr=cfg.optim.lr)
     tsched = create_schedule(
         schedule,
         topt,
         40,
         steps_per_epoch=10,
-        warmup_steps=round((cfg.warmup or 0) * 10),
-        **cfg.schedule_kwargs,
+        warmup_steps=round((cfg.optim.warmup or 0) * 10),
+        **cfg.optim.schedule_kwargs,
     )
     seen = set()
     for _ in range(40):

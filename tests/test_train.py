@@ -190,7 +190,7 @@ def test_config_validation():
     with pytest.raises(ConfigError, match="--batch-size"):
         TrainConfig(batch_size=0).resolved()
     cfg = TrainConfig(recipe="book", lr=0.01).resolved()
-    assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs) == ("adam", 0.01, 100, 20)
+    assert (cfg.optim.optimizer, cfg.optim.lr, cfg.optim.batch_size, cfg.optim.epochs) == ("adam", 0.01, 100, 20)
 
 
 class CountingStop(Callback):

@@ -16,7 +16,7 @@ with the teacher, and reports the gain.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -98,10 +98,10 @@ def distill(
     from deeper.train import fit
 
     cb = Distill(teacher_weights, temperature, alpha)
-    out = Path(cfg.out or "runs/distill")
-    teacher = evaluate_weights(teacher_weights, cfg.data, data_dir=cfg.data_dir, device=cfg.device)
-    alone = fit(replace(cfg, out=str(out / "alone")))
-    distilled = fit(replace(cfg, out=str(out / "distilled")), callbacks=[cb])
+    out = Path(cfg.run.out or "runs/distill")
+    teacher = evaluate_weights(teacher_weights, cfg.data, data_dir=cfg.run.data_dir, device=cfg.run.device)
+    alone = fit(cfg.replace(out=str(out / "alone")))
+    distilled = fit(cfg.replace(out=str(out / "distilled")), callbacks=[cb])
     keep = ("test_accuracy", "train_seconds", "weights", "params")
     return {
         "student": cfg.model,

@@ -196,7 +196,7 @@ def _injected_failure(cfg) -> Callback | None:
 
 
 def launch(cfg, *, resume: bool = False) -> dict:
-    """Run ``fit(cfg)`` in ``cfg.nproc`` processes under torchrun; return rank 0's result.
+    """Run ``fit(cfg)`` in ``cfg.speed.nproc`` processes under torchrun; return rank 0's result.
 
     The configuration travels to the workers as a YAML file; the run folder is
     fixed here (so restarted workers find their checkpoints).  Each worker gets
@@ -209,20 +209,20 @@ def launch(cfg, *, resume: bool = False) -> dict:
     cfg = cfg.resolved()
     if launched_world_size() > 1:
         raise ConfigError("--nproc given inside a torchrun worker; use one or the other")
-    run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    cfg_dict = {**cfg.to_dict(), "out": str(run_dir), "nproc": 1}
+    run_dir = Path(cfg.run.out) if cfg.run.out else default_run_dir(cfg)
+    cfg_dict = cfg.replace(out=str(run_dir), nproc=1).to_dict()
     env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.nproc)))
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.speed.nproc)))
     run_dir.mkdir(parents=True, exist_ok=True)
     fd, cfg_path = tempfile.mkstemp(prefix=".launch-", suffix=".yaml", dir=run_dir)
     with os.fdopen(fd, "w") as fh:
         yaml.safe_dump(cfg_dict, fh, sort_keys=False)
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
-        f"--nproc-per-node={cfg.nproc}", f"--max-restarts={cfg.max_restarts}",
+        f"--nproc-per-node={cfg.speed.nproc}", f"--max-restarts={cfg.speed.max_restarts}",
         "-m", "deeper.accel.worker", cfg_path, *(["--resume"] if resume else []),
     ]  # fmt: skip
-    notice(f"launching {cfg.nproc} processes with torchrun (max restarts {cfg.max_restarts}) -> {run_dir}")
+    notice(f"launching {cfg.speed.nproc} processes with torchrun (max restarts {cfg.speed.max_restarts}) -> {run_dir}")
     try:
         proc = subprocess.run(command, env=env, stdout=sys.stderr)
     finally:
@@ -231,10 +231,10 @@ def launch(cfg, *, resume: bool = False) -> dict:
     if proc.returncode != 0:
         raise DeeperError(
             f"distributed training failed (torchrun exit code {proc.returncode}); "
-            f"see the messages above; resume with: deeper train --resume {run_dir} --nproc {cfg.nproc}"
+            f"see the messages above; resume with: deeper train --resume {run_dir} --nproc {cfg.speed.nproc}"
         )
     if not result_file.is_file():
         raise DeeperError(f"distributed training ended without writing {result_file}")
     result = json.loads(result_file.read_text())
-    result["nproc"] = cfg.nproc
+    result["nproc"] = cfg.speed.nproc
     return result

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     cfg = TrainConfig.from_dict(yaml.safe_load(Path(argv[0]).read_text()))
     resume = "--resume" in argv[1:]
-    if restart_count() > 0 and (Path(cfg.out) / "checkpoints" / "latest").is_file():
+    if restart_count() > 0 and (Path(cfg.run.out) / "checkpoints" / "latest").is_file():
         resume = True
     try:
         fit(cfg, resume=resume)

@@ -183,9 +183,9 @@ def run(args: argparse.Namespace, out) -> dict:
             f"weights: {result['weights']}"
         )
         return result
-    if cfg.ensemble > 1:
+    if cfg.ensemble.members > 1:
         return run_ensemble_training(cfg, bool(args.resume), out)
-    if cfg.nproc > 1:
+    if cfg.speed.nproc > 1:
         from deeper.accel.distributed import launch
 
         result = launch(cfg, resume=bool(args.resume))

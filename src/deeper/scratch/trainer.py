@@ -130,8 +130,8 @@ class ScheduleDriver:
         else:
             self.proxy = torch.optim.SGD([dummy], lr=optimizer.lr)
         self.scheduler = create_schedule(
-            cfg.schedule, self.proxy, total_steps, steps_per_epoch=steps_per_epoch,
-            warmup_steps=round((cfg.warmup or 0) * steps_per_epoch), **cfg.schedule_kwargs,
+            cfg.optim.schedule, self.proxy, total_steps, steps_per_epoch=steps_per_epoch,
+            warmup_steps=round((cfg.optim.warmup or 0) * steps_per_epoch), **cfg.optim.schedule_kwargs,
         )  # fmt: skip
         self.sync()
 
@@ -200,23 +200,23 @@ class ScratchRun:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.xp = array_module(cfg.engine)
-        self.dtype = parse_dtype(cfg.dtype or "float32")
+        self.dtype = parse_dtype(cfg.speed.dtype or "float32")
         spec = get_dataset_spec(cfg.data)
-        train_full = load_dataset(cfg.data, "train", data_dir=cfg.data_dir)
-        test = load_dataset(cfg.data, "test", data_dir=cfg.data_dir)
+        train_full = load_dataset(cfg.data, "train", data_dir=cfg.run.data_dir)
+        test = load_dataset(cfg.data, "test", data_dir=cfg.run.data_dir)
         from deeper.train.run import default_val_size
 
-        val_size = default_val_size(len(train_full)) if cfg.val_size is None else cfg.val_size
+        val_size = default_val_size(len(train_full)) if cfg.sampling.val_size is None else cfg.sampling.val_size
         train, val = train_full.split(val_size, seed=0) if val_size else (train_full, None)
-        if cfg.subset is not None:
-            train = train.subset(slice(0, cfg.subset))
+        if cfg.sampling.subset is not None:
+            train = train.subset(slice(0, cfg.sampling.subset))
         tdtype = TORCH_DTYPES[self.dtype.name]
-        self.train_loader = BatchLoader(train, cfg.batch_size, shuffle=True, seed=cfg.seed, dtype=tdtype)
-        self.val_loader = BatchLoader(val, cfg.eval_batch_size, dtype=tdtype) if val is not None else None
-        self.test_loader = BatchLoader(test, cfg.eval_batch_size, dtype=tdtype)
+        self.train_loader = BatchLoader(train, cfg.optim.batch_size, shuffle=True, seed=cfg.seed, dtype=tdtype)
+        self.val_loader = BatchLoader(val, cfg.sampling.eval_batch_size, dtype=tdtype) if val is not None else None
+        self.test_loader = BatchLoader(test, cfg.sampling.eval_batch_size, dtype=tdtype)
         c, h, w = spec.image_shape
         kwargs = dict(cfg.model_kwargs)
-        kwargs.update({k: v for k in ("dropout", "norm") if (v := getattr(cfg, k, None)) is not None})
+        kwargs.update({k: v for k in ("dropout", "norm") if (v := getattr(cfg.regularize, k)) is not None})
         if h == w:
             kwargs.setdefault("img_size", h)
         self.net = create_net(
@@ -228,14 +228,14 @@ class ScratchRun:
             seed=cfg.seed,
             **kwargs,
         )
-        self.net.loss_layer.label_smoothing = cfg.label_smoothing or 0.0
+        self.net.loss_layer.label_smoothing = cfg.regularize.label_smoothing or 0.0
         self.optimizer = create_optimizer(
-            cfg.optimizer,
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay or 0.0,
-            **getattr(cfg, "optimizer_kwargs", {}),
+            cfg.optim.optimizer,
+            lr=cfg.optim.lr,
+            weight_decay=cfg.optim.weight_decay or 0.0,
+            **cfg.optim.optimizer_kwargs,
         )
-        self.total_steps = cfg.epochs * len(self.train_loader)
+        self.total_steps = cfg.optim.epochs * len(self.train_loader)
         self.schedule = ScheduleDriver(cfg, self.optimizer, self.total_steps, len(self.train_loader))
         self.scheduler = self.schedule.scheduler  # what schedule callbacks (plateau) look at
         extra = {k: v for k, v in kwargs.items() if k != "img_size"}
@@ -259,12 +259,13 @@ class ScratchRun:
 def _check_supported(cfg: TrainConfig) -> None:
     if cfg.engine not in ENGINES:
         raise ConfigError(f"fit_scratch runs --engine {' or '.join(ENGINES)}, not {cfg.engine!r}")
-    if cfg.engine == "numpy" and cfg.device not in ("auto", "cpu"):
+    if cfg.engine == "numpy" and cfg.run.device not in ("auto", "cpu"):
         raise ConfigError(
-            f"--engine numpy runs on the CPU; for --device {cfg.device} use --engine cupy (or torch)"
+            f"--engine numpy runs on the CPU; for --device {cfg.run.device} use --engine cupy (or torch)"
         )
+    flat = cfg.flat()
     for name, off in UNSUPPORTED.items():
-        if hasattr(cfg, name) and getattr(cfg, name) not in off:
+        if name in flat and flat[name] not in off:
             flag = "--" + name.replace("_", "-")
             raise ConfigError(f"{flag} is not available with --engine {cfg.engine}; use --engine torch")
 
@@ -281,7 +282,7 @@ def fit_scratch(cfg: TrainConfig, *, resume: bool = False, log=notice) -> dict:
     cfg = cfg.resolved()
     _check_supported(cfg)
     array_module(cfg.engine)  # CuPy/GPU missing: one line, before any data is loaded
-    run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    run_dir = Path(cfg.run.out) if cfg.run.out else default_run_dir(cfg)
     from deeper.train.fit import checkpoint_to_resume, start_state
 
     ckpt_path = checkpoint_to_resume(run_dir, resume)
@@ -299,15 +300,15 @@ def fit_scratch(cfg: TrainConfig, *, resume: bool = False, log=notice) -> dict:
 
     from deeper.train.logger import RunLogger
 
-    logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, purge_step=state.global_step if resume else None)
+    logger = RunLogger(run_dir, tensorboard=cfg.run.tensorboard, purge_step=state.global_step if resume else None)
     logger.write_config(cfg.to_dict())
     net = run.net
     n_val = len(run.val_loader.dataset) if run.val_loader else 0
     log(
         f"training {cfg.model} ({net.num_params():,} parameters) on {cfg.data} "
         f"({len(run.train_loader.dataset):,} train / {n_val:,} val) with the {cfg.engine} engine in "
-        f"{run.dtype.name}, recipe {cfg.recipe}: {cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size}, "
-        f"{cfg.epochs} epochs, schedule {cfg.schedule} -> {run_dir}"
+        f"{run.dtype.name}, recipe {cfg.recipe}: {cfg.optim.optimizer} lr {cfg.optim.lr:g}, batch {cfg.optim.batch_size}, "
+        f"{cfg.optim.epochs} epochs, schedule {cfg.optim.schedule} -> {run_dir}"
     )
 
     def checkpoint() -> None:
@@ -346,9 +347,9 @@ def _train_epoch(run: ScratchRun, state: LoopState, logger, checkpoint, stop: li
     net.train()
     sums = dict(state.epoch_sums) or {"loss": 0.0, "correct": 0.0}
     count = state.epoch_count
-    progress = sys.stderr.isatty() if cfg.progress is None else cfg.progress
+    progress = sys.stderr.isatty() if cfg.run.progress is None else cfg.run.progress
     bar = tqdm(
-        total=len(run.train_loader), initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+        total=len(run.train_loader), initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}/{cfg.optim.epochs}",
         unit="batch", disable=not progress, leave=False, dynamic_ncols=True, file=sys.stderr,
     )  # fmt: skip
     start = time.perf_counter()
@@ -369,11 +370,11 @@ def _train_epoch(run: ScratchRun, state: LoopState, logger, checkpoint, stop: li
                 bar.set_postfix(loss=sums["loss"] / count, accuracy=sums["correct"] / count, refresh=False)
             if state.global_step % 50 == 0:
                 logger.scalar("loss/train_step", sums["loss"] / count, state.global_step)
-            if cfg.checkpoint_every and state.global_step % cfg.checkpoint_every == 0:
+            if cfg.run.checkpoint_every and state.global_step % cfg.run.checkpoint_every == 0:
                 state.epoch_sums, state.epoch_count = dict(sums), count
                 checkpoint()
-            if cfg.max_steps is not None and state.global_step >= cfg.max_steps:
-                stop.append(f"max-steps {cfg.max_steps}")
+            if cfg.run.max_steps is not None and state.global_step >= cfg.run.max_steps:
+                stop.append(f"max-steps {cfg.run.max_steps}")
                 break
     finally:
         state.train_seconds += time.perf_counter() - start

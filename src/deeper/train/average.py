@@ -116,4 +116,4 @@ class WeightAverage(Callback):
 
 @register_callback
 def _weight_average(cfg) -> Callback | None:
-    return WeightAverage(cfg.ema) if cfg.ema else None
+    return WeightAverage(cfg.regularize.ema) if cfg.regularize.ema else None

@@ -121,11 +121,11 @@ class Boosting:
         if self._train is None:
             self._train, _, _ = split_data(member.resolved())
         train = self._train
-        model, _ = load_for_inference(weights_file, device=self.cfg.device)
+        model, _ = load_for_inference(weights_file, device=self.cfg.run.device)
         dev = next(model.parameters()).device
         wrong = member_probabilities(model, BatchLoader(train.to(dev), 1000)).argmax(1) != train.labels.cpu()
         w = self.weights if self.weights is not None else torch.full((len(train),), 1.0 / len(train))
-        step = samme_step(w, wrong, get_dataset_spec(self.cfg.data).num_classes, self.cfg.boost_rate)
+        step = samme_step(w, wrong, get_dataset_spec(self.cfg.data).num_classes, self.cfg.ensemble.boost_rate)
         self.weights = step.weights
         self.errors.append(step.error)
         self.alphas.append(step.alpha)
@@ -143,7 +143,7 @@ class Boosting:
     def summary(self, weighted_vote_accuracy: float) -> dict:
         """The boosting entries of the ensemble's ``result.json``."""
         return {
-            "boost_rate": self.cfg.boost_rate,
+            "boost_rate": self.cfg.ensemble.boost_rate,
             "boost_errors": self.errors,
             "boost_alphas": self.alphas,
             "boost_test_accuracy": weighted_vote_accuracy,

@@ -1,17 +1,41 @@
-"""The training configuration and the named recipes.
+"""The training configuration, grouped by concern, and the named recipes.
 
-Options left as ``None`` are filled from the recipe (``--recipe``); anything the
-user sets explicitly wins.  The resolved configuration is saved as
-``config.yaml`` in the run folder and is what ``--resume`` continues.
+A :class:`TrainConfig` names *what* is trained (task, model, data, recipe,
+seed, the task's and the model's own options) and holds the rest in groups:
+
+========== ====================================================================
+group      options
+========== ====================================================================
+optim      epochs, batch size, optimizer, learning rate, schedule, warm-up, clipping
+regularize label smoothing, dropout, normalisation, augmentation, mixing, noise,
+           early stopping, weight averaging (EMA)
+sampling   the validation split, subsets, k-fold, bootstrap and boosting resamples
+ensemble   members, boosting
+transfer   starting weights and what stays frozen
+speed      mixed precision, compile, CUDA graphs, memory layout, processes,
+           the scratch engine's dtype
+run        where it runs and writes: device, output folder, data folder,
+           checkpoints, logs, step limits
+========== ====================================================================
+
+Every option also has a *flat* name, unique across groups (the command-line
+flag without its dashes: ``lr``, ``val_size``, ``ensemble``), so
+``TrainConfig(model="lenet5", lr=0.01, epochs=3)`` and ``cfg.replace(seed=1)``
+work without naming groups; reading goes through the group
+(``cfg.optim.lr``).  Options left as ``None`` are filled from the recipe
+(``--recipe``); anything the user sets explicitly wins.  The resolved
+configuration is saved (nested, by group) as ``config.yaml`` in the run folder
+and is what ``--resume`` continues.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from deeper.errors import ConfigError
 
-#: Named recipes: defaults for the options a user does not set.
+#: Named recipes: defaults (by flat name) for the options a user does not set.
 RECIPES: dict[str, dict[str, object]] = {
     # The book's chapter 8 recipe: Adam lr 0.001, batch 100, 20 epochs, nothing else.
     "book": {"optimizer": "adam", "lr": 0.001, "batch_size": 100, "epochs": 20, "schedule": "constant"},
@@ -32,157 +56,270 @@ FALLBACKS: dict[str, object] = {"label_smoothing": 0.0}
 
 
 @dataclass
-class TrainConfig:
-    model: str = "deep-convnet"
-    data: str = "mnist"
-    recipe: str = "fast"
+class OptimOptions:
     epochs: int | None = None
     batch_size: int | None = None
     optimizer: str | None = None
     lr: float | None = None
     weight_decay: float | None = None
     schedule: str | None = None
-    label_smoothing: float | None = None
-    val_size: int | float | None = None  # None: 5,000 for large datasets, else 10%
-    subset: int | None = None  # train on only the first N training images (after the split)
-    seed: int = 0
-    device: str = "auto"
-    deterministic: bool = False
-    channels_last: bool | None = None  # None: on for convolutional models on the CPU
-    data_dir: str | None = None
-    out: str | None = None
-    max_steps: int | None = None
-    checkpoint_every: int | None = None  # steps; every epoch end regardless
-    eval_batch_size: int = 1000
-    tensorboard: bool = True
-    progress: bool | None = None  # None: a bar when stderr is a terminal
-    model_kwargs: dict = field(default_factory=dict)
-    # speed (issue 6; see docs/speed.md)
-    amp: str = "off"  # off, bf16 or fp16: autocast (+ grad scaler for fp16)
-    compile: bool = False  # torch.compile the model (falls back to eager with a notice)
-    cuda_graphs: bool = False  # replay forward+backward as a captured CUDA graph (deeper.accel.graphs)
-    nproc: int = 1  # data-parallel processes launched by `deeper train --nproc` (torchrun)
-    max_restarts: int = 0  # with --nproc: restarts after a failure, resuming from the last checkpoint
-    # accuracy toolkit (issue 4; see docs/accuracy.md).  None: from the recipe, else off.
     optimizer_kwargs: dict = field(default_factory=dict)  # e.g. {"momentum": 0.95}
     schedule_kwargs: dict = field(default_factory=dict)  # e.g. {"every": 5, "gamma": 0.1}
     warmup: float | None = None  # epochs of linear warm-up in front of the schedule
+    clip_grad: float | None = None  # max global gradient norm
+
+
+@dataclass
+class RegularizeOptions:
+    """The accuracy toolkit's regularizers (issue 4; docs/accuracy.md).  ``None``: from the recipe, else off."""
+
+    label_smoothing: float | None = None
+    dropout: float | None = None  # the model's dropout rate (models that take `dropout`)
+    norm: str | None = None  # normalisation layers (models that take `norm`): batch, layer, instance, group
     augment: str | None = None  # spec of deeper.data.augment ("default", "rotate=10,elastic=34", "none")
     mixup: float | None = None  # Beta(alpha, alpha) of mixup
     cutmix: float | None = None  # Beta(alpha, alpha) of cutmix
     input_noise: float | None = None  # std of Gaussian noise on the inputs
     weight_noise: float | None = None  # std of Gaussian noise on the weights during each forward/backward
-    clip_grad: float | None = None  # max global gradient norm
     early_stop: int | None = None  # patience in epochs (on the validation split)
     restore_best: bool | None = None  # end with the best-validation weights [on with early_stop]
     ema: float | None = None  # decay of an exponential moving average of the weights (evaluated and saved)
-    dropout: float | None = None  # the model's dropout rate (models that take `dropout`)
-    norm: str | None = None  # normalisation layers (models that take `norm`): batch, layer, instance, group
-    ensemble: int = 1  # train this many members (seeds seed, seed+1, ...) and evaluate their ensemble
+
+
+@dataclass
+class SamplingOptions:
+    val_size: int | float | None = None  # None: 5,000 for large datasets, else 10%
+    subset: int | None = None  # train on only the first N training images (after the split)
+    eval_batch_size: int = 1000
     bootstrap: bool = False  # train on a bootstrap resample of the training split (bagging)
-    boost: bool = False  # with ensemble: boosting (SAMME by resampling, deeper.train.boost)
-    boost_rate: float = 1.0  # boosting's shrinkage of each member's vote weight
     sample_weights: str | None = None  # per-image draw probabilities of a boosting member
     folds: int | None = None  # k-fold cross-validation: validate on fold `fold` of `folds`
     fold: int | None = None
-    # transfer learning (issue 3; see docs/zoo.md)
+
+
+@dataclass
+class EnsembleOptions:
+    members: int = 1  # (flat name: ensemble) train this many members (seeds seed, seed+1, ...)
+    boost: bool = False  # with ensemble: boosting (SAMME by resampling, deeper.train.boost)
+    boost_rate: float = 1.0  # boosting's shrinkage of each member's vote weight
+
+
+@dataclass
+class TransferOptions:
+    """Transfer learning (issue 3; docs/zoo.md)."""
+
     init_from: str | None = None  # weights file or run folder to start from; the classifier is replaced
     freeze: str = "none"  # none, or features: train the classifier only
-    # the from-scratch engine (issue 5; see docs/scratch.md)
-    engine: str = "torch"  # torch, or numpy/cupy: deeper.scratch
+
+
+@dataclass
+class SpeedOptions:
+    """Speed (issue 6; docs/speed.md) and the scratch engine's precision (issue 5; docs/scratch.md)."""
+
+    amp: str = "off"  # off, bf16 or fp16: autocast (+ grad scaler for fp16)
+    compile: bool = False  # torch.compile the model (falls back to eager with a notice)
+    cuda_graphs: bool = False  # replay forward+backward as a captured CUDA graph (deeper.train.graphs)
+    channels_last: bool | None = None  # None: on for convolutional models on the CPU
+    nproc: int = 1  # data-parallel processes launched by `deeper train --nproc` (torchrun)
+    max_restarts: int = 0  # with --nproc: restarts after a failure, resuming from the last checkpoint
     dtype: str | None = None  # precision of the numpy/cupy engines: float64, float32 (default) or float16
+
+
+@dataclass
+class RunOptions:
+    out: str | None = None
+    data_dir: str | None = None
+    device: str = "auto"
+    deterministic: bool = False
+    max_steps: int | None = None
+    checkpoint_every: int | None = None  # steps; every epoch end regardless
+    tensorboard: bool = True
+    progress: bool | None = None  # None: a bar when stderr is a terminal
+
+
+#: group name -> options class
+GROUPS: dict[str, type] = {
+    "optim": OptimOptions,
+    "regularize": RegularizeOptions,
+    "sampling": SamplingOptions,
+    "ensemble": EnsembleOptions,
+    "transfer": TransferOptions,
+    "speed": SpeedOptions,
+    "run": RunOptions,
+}
+#: flat names that differ from the field's name (the flag is --ensemble K)
+_ALIASES = {"ensemble": ("ensemble", "members")}
+#: flat option name -> (group, field)
+FLAT: dict[str, tuple[str, str]] = {
+    f.name: (g, f.name) for g, cls in GROUPS.items() for f in fields(cls) if f.name != "members"
+} | _ALIASES
+_FLAT_NAME = {where: flat for flat, where in _ALIASES.items()}
+TOP_LEVEL = ("task", "model", "data", "recipe", "seed", "engine", "task_args", "model_kwargs")
+
+# Options that count something (checked in :meth:`TrainConfig.check`).
+_AT_LEAST_ONE = ("epochs", "batch_size", "eval_batch_size", "max_steps", "checkpoint_every", "subset")
+
+
+@dataclass(init=False)
+class TrainConfig:
+    task: str = "classify"
+    model: str = "deep-convnet"
+    data: str = "mnist"
+    recipe: str = "fast"
+    seed: int = 0
+    engine: str = "torch"  # torch, or numpy/cupy: deeper.scratch
+    task_args: dict = field(default_factory=dict)  # the task's own options (`deeper tasks`)
+    model_kwargs: dict = field(default_factory=dict)
+    optim: OptimOptions = field(default_factory=OptimOptions)
+    regularize: RegularizeOptions = field(default_factory=RegularizeOptions)
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    ensemble: EnsembleOptions = field(default_factory=EnsembleOptions)
+    transfer: TransferOptions = field(default_factory=TransferOptions)
+    speed: SpeedOptions = field(default_factory=SpeedOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+
+    def __init__(self, **options):
+        """Top-level fields, whole groups (``optim=OptimOptions(...)``) and flat option names, in that order."""
+        for name in TOP_LEVEL:
+            default = next(f for f in fields(TrainConfig) if f.name == name)
+            value = default.default_factory() if callable(default.default_factory) else default.default
+            setattr(self, name, options.pop(name, value))
+        for group, cls in GROUPS.items():
+            value = options.get(group)
+            if group in FLAT and not isinstance(value, cls):  # the flat `ensemble` (member count)
+                value = None
+            else:
+                options.pop(group, None)
+            if value is not None and not isinstance(value, cls):
+                raise ConfigError(f"{group} must be a {cls.__name__}, got {type(value).__name__}")
+            setattr(self, group, replace(value) if value is not None else cls())
+        unknown = sorted(set(options) - set(FLAT))
+        if unknown:
+            raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
+        for name, value in options.items():
+            group, attr = FLAT[name]
+            setattr(getattr(self, group), attr, value)
+
+    def replace(self, **options) -> TrainConfig:
+        """A copy with ``options`` (top-level or flat names) changed."""
+        return TrainConfig(**{**self._shallow(), **options})
+
+    def _shallow(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def flat(self) -> dict:
+        """Every option by its flat name (top-level fields included)."""
+        out = {name: getattr(self, name) for name in TOP_LEVEL}
+        for name, (group, attr) in FLAT.items():
+            out[name] = getattr(getattr(self, group), attr)
+        return out
 
     def resolved(self) -> TrainConfig:
         """A copy with the recipe's defaults filled in and every value checked."""
         if self.recipe not in RECIPES:
             raise ConfigError(f"unknown recipe {self.recipe!r} (known: {', '.join(RECIPES)})")
+        flat = self.flat()
         defaults = {**FALLBACKS, **RECIPES[self.recipe]}
-        filled = {k: v for k, v in defaults.items() if getattr(self, k) is None}
-        cfg = replace(self, **filled)
-        if cfg.weight_decay is None:
+        cfg = self.replace(**{k: v for k, v in defaults.items() if flat[k] is None})
+        if cfg.optim.weight_decay is None:
             from deeper.train.optim import get_optimizer_entry
 
-            cfg.weight_decay = get_optimizer_entry(cfg.optimizer).default_weight_decay
+            cfg.optim.weight_decay = get_optimizer_entry(cfg.optim.optimizer).default_weight_decay
         cfg.check()
         return cfg
 
     def check(self) -> None:
-        positive = {
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "eval_batch_size": self.eval_batch_size,
-        }
-        for name, value in positive.items():
-            if value is not None and value < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        for name in ("max_steps", "checkpoint_every", "subset"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.lr is not None and not self.lr > 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}")
-        if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.weight_decay is not None and self.weight_decay < 0:
-            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
-        if self.amp not in ("off", "bf16", "fp16"):
-            raise ConfigError(f"--amp must be off, bf16 or fp16, got {self.amp!r}")
-        if self.nproc < 1 or self.max_restarts < 0:
-            raise ConfigError(
-                f"--nproc must be >= 1 and --max-restarts >= 0, got {self.nproc}, {self.max_restarts}"
-            )
-        if self.cuda_graphs and self.compile:
+        """Every value in its range and every combination allowed; a :class:`ConfigError` naming the option."""
+        flat = self.flat()
+        for name in _AT_LEAST_ONE:
+            if flat[name] is not None and not flat[name] >= 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {flat[name]}")
+        for name in ("lr", "weight_decay", "warmup", "clip_grad"):
+            value = flat[name]
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+        o = self.optim
+        if o.lr is not None and not o.lr > 0:
+            raise ConfigError(f"--lr must be positive, got {o.lr}")
+        if o.weight_decay is not None and o.weight_decay < 0:
+            raise ConfigError(f"--weight-decay must be >= 0, got {o.weight_decay}")
+        s = self.speed
+        if s.amp not in ("off", "bf16", "fp16"):
+            raise ConfigError(f"--amp must be off, bf16 or fp16, got {s.amp!r}")
+        if s.nproc < 1 or s.max_restarts < 0:
+            raise ConfigError(f"--nproc must be >= 1 and --max-restarts >= 0, got {s.nproc}, {s.max_restarts}")
+        if s.cuda_graphs and s.compile:
             raise ConfigError("--cuda-graphs and --compile both change how steps launch; choose one")
-        if self.val_size is not None and self.val_size < 0:
-            raise ConfigError(f"--val-size must be >= 0, got {self.val_size}")
-        self._check_accuracy_options()
-        if self.freeze not in ("none", "features"):
-            raise ConfigError(f"--freeze must be none or features, got {self.freeze!r}")
+        if self.sampling.val_size is not None and not self.sampling.val_size >= 0:
+            raise ConfigError(f"--val-size must be >= 0, got {self.sampling.val_size}")
+        if not isinstance(self.task_args, dict) or not isinstance(self.model_kwargs, dict):
+            raise ConfigError("task_args and model_kwargs must be mappings of KEY: VALUE")
+        self._check_regularize()
+        self._check_resampling()
+        if self.transfer.freeze not in ("none", "features"):
+            raise ConfigError(f"--freeze must be none or features, got {self.transfer.freeze!r}")
         self._check_engine()
 
     def _check_engine(self) -> None:
         if self.engine not in ("torch", "numpy", "cupy"):
             raise ConfigError(f"--engine must be torch, numpy or cupy, got {self.engine!r}")
-        if self.dtype is not None and self.engine == "torch":
-            raise ConfigError(
-                "--dtype sets the precision of --engine numpy/cupy; the torch engine uses --amp"
-            )
-        if self.dtype not in (None, "float64", "float32", "float16"):
-            raise ConfigError(f"--dtype must be float64, float32 or float16, got {self.dtype!r}")
+        dtype = self.speed.dtype
+        if dtype is not None and self.engine == "torch":
+            raise ConfigError("--dtype sets the precision of --engine numpy/cupy; the torch engine uses --amp")
+        if dtype not in (None, "float64", "float32", "float16"):
+            raise ConfigError(f"--dtype must be float64, float32 or float16, got {dtype!r}")
 
-    def _check_accuracy_options(self) -> None:
-        for name in ("warmup", "mixup", "cutmix", "input_noise", "weight_noise"):
-            value = getattr(self, name)
-            if value is not None and not value >= 0:
+    def _check_regularize(self) -> None:
+        r = self.regularize
+        if r.label_smoothing is not None and not 0 <= r.label_smoothing < 1:
+            raise ConfigError(f"--label-smoothing must be in [0, 1), got {r.label_smoothing}")
+        for name in ("mixup", "cutmix", "input_noise", "weight_noise"):
+            value = getattr(r, name)
+            if value is not None and not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
-        if self.clip_grad is not None and not self.clip_grad > 0:
-            raise ConfigError(f"--clip-grad must be positive, got {self.clip_grad}")
-        if self.early_stop is not None and self.early_stop < 1:
-            raise ConfigError(f"--early-stop must be at least 1 epoch, got {self.early_stop}")
-        if self.ema is not None and not 0 <= self.ema < 1:
-            raise ConfigError(f"--ema takes a decay in [0, 1) (0: off), e.g. 0.999; got {self.ema}")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if self.ensemble < 1:
-            raise ConfigError(f"--ensemble must be at least 1, got {self.ensemble}")
-        if self.boost and (self.ensemble < 2 or self.bootstrap):
+        if self.optim.warmup is not None and not self.optim.warmup >= 0:
+            raise ConfigError(f"--warmup must be >= 0, got {self.optim.warmup}")
+        if self.optim.clip_grad is not None and not self.optim.clip_grad > 0:
+            raise ConfigError(f"--clip-grad must be positive, got {self.optim.clip_grad}")
+        if r.early_stop is not None and r.early_stop < 1:
+            raise ConfigError(f"--early-stop must be at least 1 epoch, got {r.early_stop}")
+        if r.ema is not None and not 0 <= r.ema < 1:
+            raise ConfigError(f"--ema takes a decay in [0, 1) (0: off), e.g. 0.999; got {r.ema}")
+        if r.dropout is not None and not 0 <= r.dropout < 1:
+            raise ConfigError(f"--dropout must be in [0, 1), got {r.dropout}")
+
+    def _check_resampling(self) -> None:
+        e, s = self.ensemble, self.sampling
+        if e.members < 1:
+            raise ConfigError(f"--ensemble must be at least 1, got {e.members}")
+        if e.boost and (e.members < 2 or s.bootstrap):
             raise ConfigError("--boost trains an ensemble: it needs --ensemble K >= 2, and not --bootstrap")
-        if not self.boost_rate > 0:
-            raise ConfigError(f"--boost-rate must be positive, got {self.boost_rate}")
-        if self.sample_weights is not None and self.bootstrap:
+        if not e.boost_rate > 0:
+            raise ConfigError(f"--boost-rate must be positive, got {e.boost_rate}")
+        if s.sample_weights is not None and s.bootstrap:
             raise ConfigError("a run resamples its training split one way: bootstrap or sample weights")
-        if (self.folds is None) != (self.fold is None):
+        if (s.folds is None) != (s.fold is None):
             raise ConfigError("k-fold validation needs both folds and fold")
-        if self.folds is not None and not (self.folds >= 2 and 0 <= self.fold < self.folds):
-            raise ConfigError(f"fold {self.fold} of {self.folds}: need folds >= 2 and 0 <= fold < folds")
+        if s.folds is not None and not (s.folds >= 2 and 0 <= s.fold < s.folds):
+            raise ConfigError(f"fold {s.fold} of {s.folds}: need folds >= 2 and 0 <= fold < folds")
 
     def to_dict(self) -> dict:
+        """The nested document saved as ``config.yaml``."""
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
-        return cls(**data)
+    def from_dict(cls, data) -> TrainConfig:
+        """A configuration from :meth:`to_dict`'s document (or a flat one); a :class:`ConfigError` names a bad key."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a configuration must be a mapping of options, got {type(data).__name__}")
+        options: dict = {}
+        for key, value in data.items():
+            if key in GROUPS and isinstance(value, dict):
+                known = {f.name for f in fields(GROUPS[key])}
+                unknown = sorted(set(value) - known)
+                if unknown:
+                    raise ConfigError(f"unknown configuration key(s) in {key}: {', '.join(map(str, unknown))}")
+                options.update({_FLAT_NAME.get((key, k), k): v for k, v in value.items()})
+            else:
+                options[key] = value
+        return cls(**options)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import statistics
-from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +56,7 @@ def parse_grid(items: list[str]) -> dict[str, list]:
 
     from deeper.train.config import TrainConfig
 
-    known = {f.name for f in fields(TrainConfig)}
+    known = set(TrainConfig().flat())
     grid: dict[str, list] = {}
     for item in items:
         key, sep, values = item.partition("=")
@@ -103,7 +102,7 @@ def cross_validate(cfg, grid: dict[str, list], *, folds: int = 5, out: str | Pat
                 result = json.loads(done.read_text())
             else:
                 log(f"cv {n}/{len(combos)} [{_label(params)}] fold {fold + 1}/{folds}")
-                fold_cfg = replace(cfg, **params, folds=folds, fold=fold, out=str(run_dir), ensemble=1)
+                fold_cfg = cfg.replace(**params, folds=folds, fold=fold, out=str(run_dir), ensemble=1)
                 result = fit(fold_cfg, log=lambda _m: None)
             if result.get("val_accuracy") is None:
                 raise ConfigError(

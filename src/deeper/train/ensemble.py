@@ -1,9 +1,9 @@
 """Ensembles: train K members, combine their predictions, and bagging by bootstrap resampling.
 
-- :func:`train_ensemble` trains ``cfg.ensemble`` members into ``OUT/member-<i>/``
+- :func:`train_ensemble` trains ``cfg.ensemble.members`` members into ``OUT/member-<i>/``
   with seeds ``seed, seed + 1, ...`` (different initialisation, data order,
-  dropout and augmentation), or, with ``cfg.bootstrap``, each on its own bootstrap
-  resample of the training split (bagging, Breiman 1996), or, with ``cfg.boost``,
+  dropout and augmentation), or, with ``cfg.sampling.bootstrap``, each on its own bootstrap
+  resample of the training split (bagging, Breiman 1996), or, with ``cfg.ensemble.boost``,
   each after the first on a resample weighted towards the last member's training
   errors (boosting: :mod:`deeper.train.boost`), then evaluates the ensemble on the
   test split.  It is resumable member by member.
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import safetensors
@@ -256,41 +255,41 @@ def member_dir(root: Path, i: int) -> Path:
 
 
 def train_ensemble(cfg, *, resume: bool = False, log=notice) -> dict:
-    """Train ``cfg.ensemble`` members (or finish them, with ``resume``) and evaluate the ensemble."""
+    """Train ``cfg.ensemble.members`` members (or finish them, with ``resume``) and evaluate the ensemble."""
     from deeper.train.fit import fit
     from deeper.train.run import default_run_dir
 
     cfg = cfg.resolved()
-    k = cfg.ensemble
-    root = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    k = cfg.ensemble.members
+    root = Path(cfg.run.out) if cfg.run.out else default_run_dir(cfg)
     saved = root / "config.yaml"
     if saved.exists() and not resume:
         raise ConfigError(
             f"{root} already holds an ensemble; resume it with --resume {root} or choose another --out"
         )
     root.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(saved, yaml.safe_dump({**cfg.to_dict(), "out": str(root)}, sort_keys=False))
+    write_text_atomic(saved, yaml.safe_dump(cfg.replace(out=str(root)).to_dict(), sort_keys=False))
     from deeper.train.boost import Boosting
 
-    results, boosting = [], Boosting(cfg) if cfg.boost else None
+    results, boosting = [], Boosting(cfg) if cfg.ensemble.boost else None
     for i in range(k):
         mdir = member_dir(root, i)
-        member = replace(cfg, ensemble=1, boost=False, seed=cfg.seed + i, out=str(mdir))
+        member = cfg.replace(ensemble=1, boost=False, seed=cfg.seed + i, out=str(mdir))
         if boosting is not None and i > 0:
-            member = replace(member, sample_weights=str(boosting.write_weights(mdir)))
+            member = member.replace(sample_weights=str(boosting.write_weights(mdir)))
         done = mdir / "result.json"
         if done.is_file():
             log(f"ensemble member {i + 1}/{k} already trained ({mdir})")
             results.append(json.loads(done.read_text()))
         else:
-            how = ", bootstrap resample" if cfg.bootstrap else ", boosting resample" if i and boosting else ""
+            how = ", bootstrap resample" if cfg.sampling.bootstrap else ", boosting resample" if i and boosting else ""
             log(f"ensemble member {i + 1}/{k}: seed {member.seed}{how}")
             again = resume and (mdir / "checkpoints" / "latest").is_file()
             results.append(fit(member, resume=again, log=log))
         if boosting is not None and boosting.add(member, results[-1]["weights"], log):
             break
     ens = evaluate_ensemble(
-        [r["weights"] for r in results], data=cfg.data, device=cfg.device, data_dir=cfg.data_dir,
+        [r["weights"] for r in results], data=cfg.data, device=cfg.run.device, data_dir=cfg.run.data_dir,
         vote_weights=boosting.alphas if boosting is not None else None,
     )  # fmt: skip
     summary = {
@@ -298,8 +297,8 @@ def train_ensemble(cfg, *, resume: bool = False, log=notice) -> dict:
         "data": cfg.data,
         "recipe": cfg.recipe,
         "ensemble": len(results),
-        "bootstrap": cfg.bootstrap,
-        "boost": cfg.boost,
+        "bootstrap": cfg.sampling.bootstrap,
+        "boost": cfg.ensemble.boost,
         "members": [
             {
                 "seed": cfg.seed + i,

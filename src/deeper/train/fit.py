@@ -40,17 +40,17 @@ def fit(
 ) -> dict:
     """Train as ``cfg`` says; return the summary also written to ``result.json``.
 
-    With ``resume=True``, ``cfg.out`` must be an existing run folder: training
+    With ``resume=True``, ``cfg.run.out`` must be an existing run folder: training
     continues from its latest checkpoint.  ``callbacks`` are added to those the
     configuration turns on.
     """
     cfg = cfg.resolved()
     from deeper.accel.distributed import Silent, all_reduce_sums, broadcast_object, init_distributed
 
-    world = init_distributed(cfg.device)  # None unless launched by torchrun with several processes
+    world = init_distributed(cfg.run.device)  # None unless launched by torchrun with several processes
     if world is not None and not world.is_main:
         log = lambda message: None  # noqa: E731 (only rank 0 talks and writes)
-    run_dir = Path(cfg.out) if cfg.out else Path(broadcast_object(str(default_run_dir(cfg))))
+    run_dir = Path(cfg.run.out) if cfg.run.out else Path(broadcast_object(str(default_run_dir(cfg))))
     ckpt_path = checkpoint_to_resume(run_dir, resume)
     started = time.perf_counter()
     run = build_run(cfg)
@@ -60,7 +60,7 @@ def fit(
     from deeper.train.logger import RunLogger
 
     logger = (
-        RunLogger(run_dir, tensorboard=cfg.tensorboard, purge_step=state.global_step if resume else None)
+        RunLogger(run_dir, tensorboard=cfg.run.tensorboard, purge_step=state.global_step if resume else None)
         if run.is_main
         else Silent()
     )
@@ -71,8 +71,8 @@ def fit(
         f"training {cfg.model} ({n_params:,} parameters) on {cfg.data} "
         f"({len(run.train_loader.dataset):,} train / {n_val:,} val) on {run.device}"
         f"{f' x {run.world_size} processes' if run.world_size > 1 else ''}"
-        f"{f', amp {cfg.amp}' if run.amp is not None and run.amp.enabled else ''}, recipe {cfg.recipe}: "
-        f"{cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size}, {cfg.epochs} epochs, schedule {cfg.schedule} "
+        f"{f', amp {cfg.speed.amp}' if run.amp is not None and run.amp.enabled else ''}, recipe {cfg.recipe}: "
+        f"{cfg.optim.optimizer} lr {cfg.optim.lr:g}, batch {cfg.optim.batch_size}, {cfg.optim.epochs} epochs, schedule {cfg.optim.schedule} "
         f"-> {run_dir}"
     )
 
@@ -102,19 +102,19 @@ def fit(
                 "loss/train_step", s.epoch_sums.get("loss", 0.0) / max(1, s.epoch_count), s.global_step
             )
         at_epoch_end = s.step_in_epoch == len(run.train_loader)  # the epoch-end checkpoint follows
-        if cfg.checkpoint_every and s.global_step % cfg.checkpoint_every == 0 and not at_epoch_end:
+        if cfg.run.checkpoint_every and s.global_step % cfg.run.checkpoint_every == 0 and not at_epoch_end:
             checkpoint()
         for cb in cbs:
             if reason := cb.on_step_end(run, s):
                 stop.append(reason)
-        if cfg.max_steps is not None and s.global_step >= cfg.max_steps:
-            stop.append(f"max-steps {cfg.max_steps}")
+        if cfg.run.max_steps is not None and s.global_step >= cfg.run.max_steps:
+            stop.append(f"max-steps {cfg.run.max_steps}")
         return bool(stop)
 
     def train_epoch() -> dict:
         return train_one_epoch(
             run.train_model, run.task, run.train_loader, updater=run.updater, state=state, on_step=on_step,
-            progress=cfg.progress if run.is_main else False, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+            progress=cfg.run.progress if run.is_main else False, desc=f"epoch {state.epoch + 1}/{cfg.optim.epochs}",
         )  # fmt: skip
 
     hooks = EpochHooks(
@@ -152,9 +152,9 @@ def run_epochs(
     """The epoch loop both engines share: train, validate, log, call back, checkpoint; Ctrl-C saves."""
     cfg = run.cfg
     try:
-        while state.epoch < cfg.epochs and not stop:
-            if cfg.max_steps is not None and state.global_step >= cfg.max_steps:
-                stop.append(f"max-steps {cfg.max_steps}")
+        while state.epoch < cfg.optim.epochs and not stop:
+            if cfg.run.max_steps is not None and state.global_step >= cfg.run.max_steps:
+                stop.append(f"max-steps {cfg.run.max_steps}")
                 break
             run.train_loader.set_epoch(state.epoch, skip_batches=state.step_in_epoch)
             t0, s0 = state.train_seconds, state.train_samples
@@ -180,7 +180,7 @@ def run_epochs(
             state.history.append(row)
             state.epoch, state.step_in_epoch, state.epoch_sums, state.epoch_count = state.epoch + 1, 0, {}, 0
             logger.epoch(state.history, state.global_step)
-            log(_epoch_line(row, cfg.epochs))
+            log(_epoch_line(row, cfg.optim.epochs))
             checkpoint()
     except KeyboardInterrupt:
         checkpoint()
@@ -255,7 +255,7 @@ def _finish(
     logger.close()
     result = run_result(
         cfg, state, test_metrics, stopped=stopped, started=started, params=n_params, device=str(run.device),
-        world_size=run.world_size, amp=cfg.amp, run_dir=run_dir, weights=weights, **run.extras,
+        world_size=run.world_size, amp=cfg.speed.amp, run_dir=run_dir, weights=weights, **run.extras,
     )  # fmt: skip
     if run.is_main:
         write_text_atomic(run_dir / "result.json", json.dumps(result, indent=2) + "\n")

@@ -148,14 +148,14 @@ class TrainTransform:
 
 def build_train_transform(cfg, num_classes: int, device: torch.device) -> TrainTransform | None:
     """The training batch pipeline a (resolved) config asks for, or ``None``."""
-    ops = parse_augment(cfg.augment, cfg.data)
+    ops = parse_augment(cfg.regularize.augment, cfg.data)
     augment = Augment(ops) if ops else None
     mix = (
-        Mix(num_classes, mixup=cfg.mixup or 0.0, cutmix=cfg.cutmix or 0.0)
-        if cfg.mixup or cfg.cutmix
+        Mix(num_classes, mixup=cfg.regularize.mixup or 0.0, cutmix=cfg.regularize.cutmix or 0.0)
+        if cfg.regularize.mixup or cfg.regularize.cutmix
         else None
     )
-    noise = InputNoise(cfg.input_noise) if cfg.input_noise else None
+    noise = InputNoise(cfg.regularize.input_noise) if cfg.regularize.input_noise else None
     t = TrainTransform(augment, mix, noise, seed=cfg.seed * 1_000_003 + 7, device=device)
     return t if t else None
 
@@ -182,7 +182,7 @@ class TransformState(Callback):
 
 @register_callback
 def _transform_state(cfg) -> Callback | None:
-    uses = parse_augment(cfg.augment, cfg.data) or cfg.mixup or cfg.cutmix or cfg.input_noise
+    uses = parse_augment(cfg.regularize.augment, cfg.data) or cfg.regularize.mixup or cfg.regularize.cutmix or cfg.regularize.input_noise
     return TransformState() if uses else None
 
 
@@ -271,7 +271,7 @@ class EarlyStopping(Callback):
 
 @register_callback
 def _early_stopping(cfg) -> Callback | None:
-    restore = cfg.restore_best if cfg.restore_best is not None else cfg.early_stop is not None
-    if cfg.early_stop is None and not restore:
+    restore = cfg.regularize.restore_best if cfg.regularize.restore_best is not None else cfg.regularize.early_stop is not None
+    if cfg.regularize.early_stop is None and not restore:
         return None
-    return EarlyStopping(cfg.early_stop, restore_best=restore)
+    return EarlyStopping(cfg.regularize.early_stop, restore_best=restore)

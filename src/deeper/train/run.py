@@ -68,7 +68,7 @@ class Run:
         if self.updater is None:
             self.updater = Updater(
                 self.optimizer, self.scheduler, amp=self.amp,
-                clip_grad=self.cfg.clip_grad, weight_noise=self.cfg.weight_noise or 0.0,
+                clip_grad=self.cfg.optim.clip_grad, weight_noise=self.cfg.regularize.weight_noise or 0.0,
             )  # fmt: skip
 
     @property
@@ -87,56 +87,56 @@ class Run:
 
 def split_data(cfg: TrainConfig) -> tuple[ImageDataset, ImageDataset | None, ImageDataset]:
     """The (train, val, test) datasets of a resolved config, before any resampling of train."""
-    train_full = load_dataset(cfg.data, "train", data_dir=cfg.data_dir)
-    test = load_dataset(cfg.data, "test", data_dir=cfg.data_dir)
-    val_size = default_val_size(len(train_full)) if cfg.val_size is None else cfg.val_size
-    if cfg.folds is not None:  # k-fold cross-validation (deeper cv): validate on one fold
-        train, val = kfold_split(train_full, cfg.folds, cfg.fold)
+    train_full = load_dataset(cfg.data, "train", data_dir=cfg.run.data_dir)
+    test = load_dataset(cfg.data, "test", data_dir=cfg.run.data_dir)
+    val_size = default_val_size(len(train_full)) if cfg.sampling.val_size is None else cfg.sampling.val_size
+    if cfg.sampling.folds is not None:  # k-fold cross-validation (deeper cv): validate on one fold
+        train, val = kfold_split(train_full, cfg.sampling.folds, cfg.sampling.fold)
     else:
         train, val = train_full.split(val_size, seed=0) if val_size else (train_full, None)
-    if cfg.subset is not None:
-        train = train.subset(slice(0, cfg.subset))
+    if cfg.sampling.subset is not None:
+        train = train.subset(slice(0, cfg.sampling.subset))
     return train, val, test
 
 
 def build_run(cfg: TrainConfig) -> Run:
     """Data, model, task, loaders, optimizer and schedule for a resolved config."""
     get_model_entry(cfg.model)  # fail on a bad name before loading any data
-    get_optimizer_entry(cfg.optimizer)
-    if cfg.schedule not in list_schedules():
-        create_schedule(cfg.schedule, None, 1)  # raises the helpful error
+    get_optimizer_entry(cfg.optim.optimizer)
+    if cfg.optim.schedule not in list_schedules():
+        create_schedule(cfg.optim.schedule, None, 1)  # raises the helpful error
     from deeper.accel.amp import amp_policy
     from deeper.accel.distributed import init_distributed, per_rank_batch, wrap_ddp
 
-    world = init_distributed(cfg.device)  # None unless launched by torchrun with several processes
-    device = world.device if world is not None else resolve_device(cfg.device)
-    set_deterministic(cfg.deterministic)
+    world = init_distributed(cfg.run.device)  # None unless launched by torchrun with several processes
+    device = world.device if world is not None else resolve_device(cfg.run.device)
+    set_deterministic(cfg.run.deterministic)
     seed_everything(cfg.seed)
     spec = get_dataset_spec(cfg.data)
     train, val, test = split_data(cfg)
-    if cfg.bootstrap:  # bagging: a resample with replacement, drawn with the run's seed
+    if cfg.sampling.bootstrap:  # bagging: a resample with replacement, drawn with the run's seed
         train = bootstrap_resample(train, seed=cfg.seed)
-    elif cfg.sample_weights is not None:  # boosting: a resample that favours earlier members' errors
+    elif cfg.sampling.sample_weights is not None:  # boosting: a resample that favours earlier members' errors
         from deeper.train.boost import load_sample_weights, weighted_resample
 
-        train = weighted_resample(train, load_sample_weights(cfg.sample_weights), seed=cfg.seed)
+        train = weighted_resample(train, load_sample_weights(cfg.sampling.sample_weights), seed=cfg.seed)
     c, h, w = spec.image_shape
     kwargs = dict(cfg.model_kwargs)
-    kwargs.update({k: v for k in ("dropout", "norm") if (v := getattr(cfg, k)) is not None})
+    kwargs.update({k: v for k in ("dropout", "norm") if (v := getattr(cfg.regularize, k)) is not None})
     if h == w:
         kwargs.setdefault("img_size", h)
     model = create_model(cfg.model, num_classes=spec.num_classes, in_chans=c, **kwargs).to(device)
     transfer = {}
-    if cfg.init_from is not None or cfg.freeze != "none":  # transfer learning (deeper finetune)
+    if cfg.transfer.init_from is not None or cfg.transfer.freeze != "none":  # transfer learning (deeper finetune)
         from deeper.train.transfer import prepare_transfer
 
-        transfer = prepare_transfer(model, cfg.init_from, cfg.freeze, model_name=cfg.model)
+        transfer = prepare_transfer(model, cfg.transfer.init_from, cfg.transfer.freeze, model_name=cfg.model)
     channels_last = (
-        cfg.channels_last if cfg.channels_last is not None else (device.type == "cpu" and has_conv(model))
+        cfg.speed.channels_last if cfg.speed.channels_last is not None else (device.type == "cpu" and has_conv(model))
     )
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if cfg.compile:
+    if cfg.speed.compile:
         from deeper.accel.compile import compile_model
 
         compile_model(model, device)  # in place: state_dict keys unchanged
@@ -144,31 +144,31 @@ def build_run(cfg: TrainConfig) -> Run:
     val = val.to(device) if val is not None else None
     rank, world_size = (world.rank, world.world_size) if world is not None else (0, 1)
     train_loader = BatchLoader(
-        train, per_rank_batch(cfg.batch_size, world_size), shuffle=True, seed=cfg.seed,
+        train, per_rank_batch(cfg.optim.batch_size, world_size), shuffle=True, seed=cfg.seed,
         channels_last=channels_last, rank=rank, world_size=world_size,
         transform=build_train_transform(cfg, spec.num_classes, device),
     )  # fmt: skip
     val_loader = (
-        BatchLoader(val, cfg.eval_batch_size, channels_last=channels_last) if val is not None else None
+        BatchLoader(val, cfg.sampling.eval_batch_size, channels_last=channels_last) if val is not None else None
     )
-    test_loader = BatchLoader(test, cfg.eval_batch_size, channels_last=channels_last)
+    test_loader = BatchLoader(test, cfg.sampling.eval_batch_size, channels_last=channels_last)
     optimizer = create_optimizer(
-        cfg.optimizer, model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **cfg.optimizer_kwargs
+        cfg.optim.optimizer, model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, **cfg.optim.optimizer_kwargs
     )
-    total_steps = cfg.epochs * len(train_loader)
+    total_steps = cfg.optim.epochs * len(train_loader)
     scheduler = create_schedule(
-        cfg.schedule, optimizer, total_steps, steps_per_epoch=len(train_loader),
-        warmup_steps=round((cfg.warmup or 0) * len(train_loader)), **cfg.schedule_kwargs,
+        cfg.optim.schedule, optimizer, total_steps, steps_per_epoch=len(train_loader),
+        warmup_steps=round((cfg.optim.warmup or 0) * len(train_loader)), **cfg.optim.schedule_kwargs,
     )  # fmt: skip
-    task = ClassificationTask(label_smoothing=cfg.label_smoothing)
-    amp = amp_policy(cfg.amp, device)
+    task = ClassificationTask(label_smoothing=cfg.regularize.label_smoothing)
+    amp = amp_policy(cfg.speed.amp, device)
     updater = None
-    if cfg.cuda_graphs:
+    if cfg.speed.cuda_graphs:
         from deeper.accel.graphs import make_graphed_updater
 
         updater = make_graphed_updater(
-            optimizer, scheduler, amp=amp, device=device, clip_grad=cfg.clip_grad,
-            weight_noise=cfg.weight_noise, world_size=world_size,
+            optimizer, scheduler, amp=amp, device=device, clip_grad=cfg.optim.clip_grad,
+            weight_noise=cfg.regularize.weight_noise, world_size=world_size,
         )  # fmt: skip
     metadata = {
         "model": cfg.model,

@@ -271,7 +271,7 @@ class PlateauFeed(Callback):
 
 @register_callback
 def _plateau_callback(cfg) -> Callback | None:
-    return PlateauFeed() if cfg.schedule == "plateau" else None
+    return PlateauFeed() if cfg.optim.schedule == "plateau" else None
 
 
 __all__ = [
