@@ -56,7 +56,7 @@ def main(argv=None) -> int:
             run, state = runs[a], LoopState()
             t = time.perf_counter()
             for _ in range(args.chunk):
-                out = run.updater.step(run.model, run.task, next(its[a]), state)
+                out = run.stepper.step(run.task, {"net": run.model}, next(its[a]), state)
             if run.device.type == "cuda":
                 torch.cuda.synchronize()
             if rnd:

@@ -95,7 +95,7 @@ def main(argv=None) -> int:
             target = state.global_step + args.steps
             while state.global_step < target:
                 run.train_loader.set_epoch(state.epoch, skip_batches=state.step_in_epoch)
-                train_one_epoch(run.model, run.task, run.train_loader, updater=run.updater, state=state,
+                train_one_epoch(run.model, run.task, run.train_loader, stepper=run.stepper, state=state,
                                 on_step=lambda s, t=target: s.global_step >= t)  # fmt: skip
                 if state.step_in_epoch >= len(run.train_loader):
                     state.epoch, state.step_in_epoch, state.epoch_sums, state.epoch_count = (

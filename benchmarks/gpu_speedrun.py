@@ -65,7 +65,7 @@ def one_run(recipe: str, mode: str, seed: int, args, max_epochs: int | None = No
         state.epoch, state.step_in_epoch = epoch, 0
         sync(run.device)
         t0 = time.perf_counter()
-        train_one_epoch(run.train_model, run.task, run.train_loader, updater=run.updater, state=state)
+        train_one_epoch(run.parts, run.task, run.train_loader, stepper=run.stepper, state=state)
         sync(run.device)
         seconds += time.perf_counter() - t0
         acc = evaluate(run.model, run.task, run.test_loader)["accuracy"]
@@ -73,7 +73,7 @@ def one_run(recipe: str, mode: str, seed: int, args, max_epochs: int | None = No
     first = lambda goal: next((c["seconds"] for c in curve if c["test_accuracy"] >= goal), None)  # noqa: E731
     return {
         "recipe": recipe, "mode": mode, "seed": seed,
-        "capture_seconds": getattr(run.updater, "capture_seconds", 0.0), "seconds": seconds, "test_accuracy": curve[-1]["test_accuracy"],
+        "capture_seconds": getattr(run.stepper, "capture_seconds", 0.0), "seconds": seconds, "test_accuracy": curve[-1]["test_accuracy"],
         "to_99": first(0.99), "to_99.4": first(0.994), "curve": curve,
         "images_per_second": len(curve) * len(run.train_loader.dataset) / seconds,
     }  # fmt: skip

@@ -76,17 +76,18 @@ def make_row(name: str, data):
         return lambda i: train_step(net, opt, *cast[i % len(cast)])
     if name == "torch":
         from deeper.models import create_model
-        from deeper.train import ClassificationTask, LoopState, Updater
+        from deeper.tasks.classify import ClassificationTask
+        from deeper.train import LoopState, Stepper
 
         torch.manual_seed(0)
         model = create_model("deep-convnet").to(memory_format=torch.channels_last).train()
-        updater = Updater(torch.optim.Adam(model.parameters(), lr=0.001))
+        updater = Stepper.single(torch.optim.Adam(model.parameters(), lr=0.001))
         task, state = ClassificationTask(), LoopState()
         cast = [
             (torch.from_numpy(x).float().contiguous(memory_format=torch.channels_last), torch.from_numpy(t))
             for x, t in data
         ]
-        return lambda i: updater.step(model, task, cast[i % len(cast)], state)
+        return lambda i: updater.step(task, {"net": model}, cast[i % len(cast)], state)
     raise SystemExit(f"unknown row {name!r} (choose from {', '.join(ROWS)})")
 
 

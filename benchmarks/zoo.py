@@ -73,7 +73,7 @@ def run_row(model: str, data: str, args) -> dict:
     row = {"model": model, "data": data, "params": count_parameters(run.model), "macs": macs}
     try:
         train_one_epoch(
-            run.model, run.task, run.train_loader, updater=run.updater, state=state, on_step=on_step,
+            run.model, run.task, run.train_loader, stepper=run.stepper, state=state, on_step=on_step,
             progress=None, desc=f"{model} on {data}",
         )  # fmt: skip
     except DivergedError as e:

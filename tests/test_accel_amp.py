@@ -4,11 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from deeper.accel.amp import AmpPolicy, amp_policy
-from deeper.accel.compile import compile_model, compile_unavailable_reason
 from deeper.errors import ConfigError
-from deeper.train import ClassificationTask, LoopState, TrainConfig, fit
-from deeper.train.loop import Updater
+from deeper.tasks.classify import ClassificationTask
+from deeper.train import LoopState, TrainConfig, fit
+from deeper.train.amp import AmpPolicy, amp_policy
+from deeper.train.compile import compile_model, compile_unavailable_reason
+from deeper.train.stepper import Stepper
 
 
 def test_amp_policy_choices(capsys):
@@ -34,8 +35,8 @@ def _linear_problem():
 
 def test_bf16_autocast_runs_forward_in_bfloat16_and_keeps_float32_weights():
     model, batch = _linear_problem()
-    up = Updater(torch.optim.SGD(model.parameters(), lr=0.1), amp=amp_policy("bf16", "cpu"))
-    out = up.step(model, ClassificationTask(), batch, LoopState())
+    up = Stepper.single(torch.optim.SGD(model.parameters(), lr=0.1), amp=amp_policy("bf16", "cpu"))
+    out = up.step(ClassificationTask(), {"net": model}, batch, LoopState())
     assert out.outputs.dtype == torch.bfloat16
     assert model.weight.dtype == torch.float32 and model.weight.grad.dtype == torch.float32
 
@@ -46,10 +47,12 @@ def test_fp16_grad_scaler_step_equals_the_float32_step():
     ref = nn.Linear(6, 3)
     ref.load_state_dict(model.state_dict())
     policy = AmpPolicy(torch.float16, "cpu")  # built by hand: amp_policy refuses fp16 on CPUs for speed
-    up = Updater(torch.optim.SGD(model.parameters(), lr=0.1), amp=policy)
-    assert up.scaler is not None and up.scaler.get_scale() == 65536.0
-    up.step(model, ClassificationTask(), batch, LoopState())
-    Updater(torch.optim.SGD(ref.parameters(), lr=0.1)).step(ref, ClassificationTask(), batch, LoopState())
+    up = Stepper.single(torch.optim.SGD(model.parameters(), lr=0.1), amp=policy)
+    assert up.scalers["net"].get_scale() == 65536.0
+    up.step(ClassificationTask(), {"net": model}, batch, LoopState())
+    Stepper.single(torch.optim.SGD(ref.parameters(), lr=0.1)).step(
+        ClassificationTask(), {"net": ref}, batch, LoopState()
+    )
     # float16 forward: the step agrees to float16 precision, and the update is not scaled by 65536
     assert torch.allclose(model.weight, ref.weight, atol=2e-3)
     assert model.weight.grad.abs().max() < 10
@@ -58,15 +61,15 @@ def test_fp16_grad_scaler_step_equals_the_float32_step():
 def test_fp16_overflow_skips_the_step_and_lowers_the_scale():
     model, batch = _linear_problem()
     before = model.weight.detach().clone()
-    up = Updater(torch.optim.SGD(model.parameters(), lr=0.1), amp=AmpPolicy(torch.float16, "cpu"))
+    up = Stepper.single(torch.optim.SGD(model.parameters(), lr=0.1), amp=AmpPolicy(torch.float16, "cpu"))
     model.weight.register_hook(lambda g: torch.full_like(g, float("inf")))
-    up.step(model, ClassificationTask(), batch, LoopState())
+    up.step(ClassificationTask(), {"net": model}, batch, LoopState())
     assert torch.equal(model.weight, before)  # skipped, not corrupted
-    assert up.scaler.get_scale() == 32768.0
+    assert up.scalers["net"].get_scale() == 32768.0
     state = up.state_dict()
-    fresh = Updater(torch.optim.SGD(model.parameters(), lr=0.1), amp=AmpPolicy(torch.float16, "cpu"))
+    fresh = Stepper.single(torch.optim.SGD(model.parameters(), lr=0.1), amp=AmpPolicy(torch.float16, "cpu"))
     fresh.load_state_dict(state)
-    assert fresh.scaler.get_scale() == 32768.0  # the scale travels in checkpoints
+    assert fresh.scalers["net"].get_scale() == 32768.0  # the scale travels in checkpoints
 
 
 def test_fit_with_bf16_records_amp_and_learns(tmp_path):

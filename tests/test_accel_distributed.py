@@ -3,16 +3,14 @@
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from deeper.accel.distributed import Silent, all_reduce_sums, per_rank_batch
 from deeper.errors import ConfigError
+from deeper.train.distributed import Silent, all_reduce_sums, per_rank_batch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,10 +35,10 @@ def _worker(rank: int, world: int, port: int, tmp: str) -> None:
     torch.set_num_threads(1)
     import torch.distributed as dist
 
-    from deeper.accel.distributed import init_distributed, wrap_ddp
     from deeper.accel.fsdp import full_state_dict, local_numel, shard_model
     from deeper.models import create_model
     from deeper.train import Callback, TrainConfig, fit
+    from deeper.train.distributed import init_distributed, wrap_ddp
 
     env = init_distributed("cpu")
     out = {"rank": env.rank, "world": env.world_size}
@@ -154,21 +152,22 @@ def test_ddp_and_fsdp_on_two_cpu_processes(tmp_path):
 
 @pytest.mark.multiproc
 @pytest.mark.slow
-def test_nproc_launcher_restarts_after_an_injected_failure_and_resumes(tmp_path):
+def test_nproc_launcher_restarts_after_an_injected_failure_and_resumes(tmp_path, monkeypatch, capfd):
+    from deeper.train import TrainConfig
+    from deeper.train.launch import launch
+
     out = tmp_path / "run"
-    env = {**os.environ, "DEEPER_INJECT_FAILURE": "1:6", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "deeper", "train", "--data", "digits", "--epochs", "2", "--subset", "512",
-           "--batch-size", "64", "--nproc", "2", "--max-restarts", "1", "--checkpoint-every", "4",
-           "--no-tensorboard", "--device", "cpu", "--out", str(out), "--json"]  # fmt: skip
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
-    assert p.returncode == 0, "\n".join(
-        ln for ln in p.stderr.splitlines() if "deeper" in ln or "Error" in ln
-    )[-4000:]
-    result = json.loads(p.stdout.strip().splitlines()[-1])
+    monkeypatch.setenv("DEEPER_INJECT_FAILURE", "1:6")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    cfg = TrainConfig(data="digits", epochs=2, subset=512, batch_size=64, nproc=2, max_restarts=1,
+                      checkpoint_every=4, tensorboard=False, device="cpu", out=str(out))  # fmt: skip
+    result = launch(cfg, worker="tests.failing_worker")
+    err = capfd.readouterr().err
     assert result["world_size"] == 2 and result["nproc"] == 2
     assert result["steps"] == 16 and result["epochs"] == 2 and result["stopped"] == "completed"
-    assert "injected failure of rank 1 at step 6" in p.stderr
-    assert "resuming" in p.stderr and "at step 4" in p.stderr  # from the snapshot before the failure
+    assert "injected failure of rank 1 at step 6" in err
+    assert "resuming" in err and "at step 4" in err  # from the snapshot before the failure
     lines = (out / "metrics.csv").read_text().strip().splitlines()
     assert len(lines) == 3  # header + one row per epoch: rank 0 alone logs
     assert not list(out.glob(".launch-*"))  # the launcher cleans up its config file

@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deeper.accel.distill import DistillationTask, distillation_loss
 from deeper.accel.profile import CATEGORIES, module_category, op_category, profile_forward
 from deeper.accel.prune import prune_model, weight_sparsity, zero_channels
 from deeper.accel.quantize import (
@@ -24,6 +23,7 @@ from deeper.data import load_dataset
 from deeper.errors import ConfigError
 from deeper.models import create_model, model_from_weights
 from deeper.models.binary import SignSTE, binary_weight
+from deeper.tasks.distill import DistillationTask, distillation_loss
 from deeper.train import TrainConfig, fit
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -195,7 +195,7 @@ def test_distillation_loss_is_the_scaled_kl():
     teacher = nn.Linear(4, 3)
     student = nn.Linear(4, 3)
     x, y = torch.randn(6, 4), torch.randint(0, 3, (6,))
-    out = DistillationTask(teacher=teacher, temperature=2.0, alpha=0.7).training_step(student, (x, y))
+    out = DistillationTask(temperature=2.0, alpha=0.7).loss({"net": student, "teacher": teacher}, (x, y))
     expected = 0.7 * distillation_loss(student(x), teacher(x), 2.0) + 0.3 * F.cross_entropy(student(x), y)
     assert out.loss.detach().item() == pytest.approx(expected.detach().item(), rel=1e-5)
     assert out.sums["loss"].detach().item() == pytest.approx(6 * expected.detach().item(), rel=1e-5)

@@ -8,9 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 from deeper.data import load_dataset
+from deeper.data.resample import weighted_resample
 from deeper.errors import ConfigError
 from deeper.train import TrainConfig, fit
-from deeper.train.boost import samme_step, weighted_resample, weighted_vote
+from deeper.train.boost import samme_step, weighted_vote
 from deeper.train.ensemble import combine
 from tests.helpers import run
 

@@ -85,7 +85,7 @@ def test_unknown_option_fails_clearly(cmd, capsys):
         (["train", "--data", "digits", "--batch-size", "0"], "--batch-size must be at least 1"),
         (["train", "--resume", "no/such/run"], "not a run folder"),
         (["eval", "--weights", "missing.safetensors"], "weights file not found"),
-        (["predict", "--weights", "missing.safetensors", "x.png"], "weights file not found"),
+        (["predict", "--weights", "missing.safetensors", "x.png"], "no such run folder or weights file"),
         (["convert-book-weights", "x.pkl", "-o", "y.safetensors"], "--trust-pickle"),
         (["datasets", "--data-dir", "no/such/dir"], "does not exist"),
         (["train", "--data", "mnist", "--data-dir", "no/such/dir"], "does not exist"),

@@ -14,7 +14,16 @@ def test_flat_names_land_in_their_groups():
     assert cfg.regularize.ema == 0.99
     flat = cfg.flat()
     assert flat["ensemble"] == 3 and flat["lr"] == 0.01 and flat["model"] == "lenet5"
-    assert set(flat) == set(FLAT) | {"task", "model", "data", "recipe", "seed", "engine", "task_args", "model_kwargs"}
+    assert set(flat) == set(FLAT) | {
+        "task",
+        "model",
+        "data",
+        "recipe",
+        "seed",
+        "engine",
+        "task_args",
+        "model_kwargs",
+    }
 
 
 def test_every_flat_name_is_unique_and_names_one_field():
@@ -58,7 +67,11 @@ def test_bad_documents_are_one_line_config_errors(doc, message):
 
 @pytest.mark.parametrize(
     "options, flag",
-    [({"lr": float("inf")}, "--lr"), ({"clip_grad": float("nan")}, "--clip-grad"), ({"subset": 0}, "--subset")],
+    [
+        ({"lr": float("inf")}, "--lr"),
+        ({"clip_grad": float("nan")}, "--clip-grad"),
+        ({"subset": 0}, "--subset"),
+    ],
 )
 def test_numbers_out_of_range_are_refused(options, flag):
     with pytest.raises(ConfigError, match=flag):

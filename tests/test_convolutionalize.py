@@ -182,7 +182,7 @@ def test_heatmap_command(lenet_weights, tmp_path, capsys):
     [
         (["--grid", "2by3"], "ROWSxCOLS"),
         (["-o", "x.jpg"], "must be a .png"),
-        (["--weights", "missing.safetensors"], "no such weights file"),
+        (["--weights", "missing.safetensors"], "no such run folder or weights file"),
     ],
 )
 def test_heatmap_errors(lenet_weights, tmp_path, capsys, argv, message):

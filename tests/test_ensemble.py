@@ -8,13 +8,13 @@ import torch
 
 import deeper.train.ensemble as ensemble_module
 from deeper.data import load_dataset
+from deeper.data.resample import bootstrap_resample, kfold_indices, kfold_split
 from deeper.errors import CheckpointError, ConfigError
 from deeper.fileio import file_digest
 from deeper.models import create_model, save_weights
 from deeper.train import TrainConfig
-from deeper.train.cv import cross_validate, kfold_indices, kfold_split, parse_grid
+from deeper.train.cv import cross_validate, parse_grid
 from deeper.train.ensemble import (
-    bootstrap_resample,
     combine,
     ensemble_probabilities,
     evaluate_ensemble,

@@ -9,8 +9,9 @@ from torch import nn
 from deeper.cli import main
 from deeper.errors import CheckpointError, ConfigError
 from deeper.models import create_model, load_weights, save_weights
+from deeper.models.weights import weights_file
 from deeper.train import TrainConfig, fit
-from deeper.train.transfer import freeze_features, load_pretrained, resolve_weights
+from deeper.train.transfer import freeze_features, load_pretrained
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -51,11 +52,11 @@ def test_mismatches_are_clear_errors(lenet_src, tmp_path):
         load_pretrained(create_model("alexnet", img_size=28), lenet_src, model_name="alexnet")
     with pytest.raises(CheckpointError, match=r"trained on 1-channel 28px images.*features.conv1.weight"):
         load_pretrained(create_model("lenet5", in_chans=3), lenet_src)
-    with pytest.raises(CheckpointError, match="no such weights file"):
-        resolve_weights(tmp_path / "nothing")
+    with pytest.raises(CheckpointError, match="no such run folder or weights file"):
+        weights_file(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(CheckpointError, match="without model.safetensors"):
-        resolve_weights(tmp_path / "empty")
+    with pytest.raises(CheckpointError, match="no model.safetensors in this folder"):
+        weights_file(tmp_path / "empty")
 
 
 def test_freezing_trains_the_classifier_alone_and_keeps_batch_norm_statistics():

@@ -35,9 +35,9 @@ def test_amp_training_learns_and_keeps_float32_weights(tmp_path, amp):
     run = build_run(cfg(tmp_path, amp + "-b", amp=amp).resolved())
     assert all(p.dtype == torch.float32 and p.is_cuda for p in run.model.parameters())
     if amp == "fp16":
-        assert run.updater.scaler is not None and run.updater.scaler.is_enabled()
+        assert run.stepper.scalers["net"].is_enabled()
     else:
-        assert run.updater.scaler is None
+        assert not run.stepper.scalers
 
 
 def test_fp16_scaler_state_survives_resume(tmp_path):

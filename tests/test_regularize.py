@@ -12,7 +12,8 @@ from torch import nn
 
 from deeper.errors import ConfigError
 from deeper.models import create_model, model_from_weights
-from deeper.train import ClassificationTask, LoopState, TrainConfig, Updater, build_run, evaluate, fit
+from deeper.tasks.classify import ClassificationTask
+from deeper.train import LoopState, Stepper, TrainConfig, build_run, evaluate, fit
 from deeper.train.regularize import EarlyStopping, InputNoise, Mix
 from tests.helpers import assert_resumes_bit_for_bit
 
@@ -27,13 +28,13 @@ def test_label_smoothing_loss_matches_the_formula():
     eps, k = 0.1, 5
     logits = torch.randn(8, k, generator=gen(), dtype=torch.float64)
     y = torch.randint(0, k, (8,), generator=gen(1))
-    out = ClassificationTask(label_smoothing=eps).training_step(nn.Identity(), (logits, y))
+    out = ClassificationTask(label_smoothing=eps).loss({"net": nn.Identity()}, (logits, y))
     logp = torch.log_softmax(logits, 1)
     # target distribution: (1 - eps) on the true class + eps / K spread over all classes
     expected = -((1 - eps) * logp[torch.arange(8), y] + eps / k * logp.sum(1)).mean()
     assert float(out.loss) == pytest.approx(float(expected), rel=1e-12)
     assert float(
-        ClassificationTask(label_smoothing=eps).evaluation_step(nn.Identity(), (logits, y)).loss
+        ClassificationTask(label_smoothing=eps).evaluation_step({"net": nn.Identity()}, (logits, y)).loss
     ) == (pytest.approx(float(F.cross_entropy(logits, y))))  # evaluation reports the plain loss
 
 
@@ -100,7 +101,7 @@ def test_weight_noise_takes_the_gradient_at_noisy_weights_and_updates_the_clean_
     clean = [p.detach().clone() for p in model.parameters()]
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     torch.manual_seed(7)
-    Updater(opt, weight_noise=0.3).step(model, ClassificationTask(), batch, LoopState())
+    Stepper.single(opt, weight_noise=0.3).step(ClassificationTask(), {"net": model}, batch, LoopState())
     # replay: the same noise, the gradient there, applied to the clean weights
     twin = nn.Linear(4, 3).double()
     torch.manual_seed(7)
@@ -117,7 +118,7 @@ def test_gradient_clipping_limits_the_step():
     before = torch.cat([p.detach().flatten() for p in model.parameters()])
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     big = (batch[0] * 1000, batch[1])
-    Updater(opt, clip_grad=0.5).step(model, ClassificationTask(), big, LoopState())
+    Stepper.single(opt, clip_grad=0.5).step(ClassificationTask(), {"net": model}, big, LoopState())
     after = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert float((after - before).norm()) == pytest.approx(0.5, rel=1e-6)
 

@@ -119,7 +119,7 @@ def test_plateau_divides_the_lr_after_patience_epochs_without_improvement():
 def test_plateau_callback_feeds_the_validation_loss_and_waits_for_the_warmup():
     opt = make_opt(0.1)
     sched = create_schedule("plateau", opt, 100, warmup_steps=10, factor=0.5, patience=0)
-    run = type("R", (), {"scheduler": sched})()
+    run = type("R", (), {"schedulers": {"net": sched}})()
     feed = PlateauFeed()
     feed.on_epoch_end(run, None, {"val_loss": 1.0})
     feed.on_epoch_end(run, None, {"val_loss": 2.0})

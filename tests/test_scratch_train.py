@@ -287,7 +287,7 @@ def test_cupy_engine_computes_what_numpy_computes():
 
 def test_interrupt_saves_a_checkpoint_that_resumes(tmp_path, monkeypatch):
     import deeper.scratch.trainer as trainer
-    from deeper.train.fit import Interrupted
+    from deeper.train.engine import Interrupted
 
     real, calls = trainer.train_step, {"n": 0}
 

@@ -9,9 +9,9 @@ from torch import nn
 
 from deeper.data import BatchLoader, ImageDataset
 from deeper.errors import ConfigError, DivergedError
+from deeper.tasks.classify import ClassificationTask
 from deeper.train import (
     Callback,
-    ClassificationTask,
     Interrupted,
     LoopState,
     TrainConfig,
@@ -76,10 +76,10 @@ def test_classification_task_sums_and_soft_labels():
     task = ClassificationTask()
     model = nn.Identity()
     logits = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 0.0]])
-    out = task.training_step(model, (logits, torch.tensor([0, 1, 1])))
+    out = task.loss({"net": model}, (logits, torch.tensor([0, 1, 1])))
     assert out.count == 3 and int(out.sums["correct"]) == 2
     assert float(out.sums["loss"]) == pytest.approx(3 * float(out.loss))
-    soft = task.training_step(model, (logits, torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.2, 0.8]])))
+    soft = task.loss({"net": model}, (logits, torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.2, 0.8]])))
     assert int(soft.sums["correct"]) == 2
     assert task.summarize({"loss": 3.0, "correct": 2.0}, 4) == {"loss": 0.75, "accuracy": 0.5}
 
@@ -160,20 +160,20 @@ def test_resume_in_a_new_process_continues_bit_for_bit(tmp_path):
 
 def test_interrupt_saves_a_checkpoint_that_resumes(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = ClassificationTask.training_step
+    real = ClassificationTask.loss
 
-    def flaky(self, model, batch):
+    def flaky(self, nets, batch):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
-        return real(self, model, batch)
+        return real(self, nets, batch)
 
-    monkeypatch.setattr(ClassificationTask, "training_step", flaky)
+    monkeypatch.setattr(ClassificationTask, "loss", flaky)
     out = tmp_path / "r"
     with pytest.raises(Interrupted, match="step 3.*--resume"):
         fit(TrainConfig(**TINY, epochs=1, out=str(out)))
     assert (out / "checkpoints" / "step-00000003").is_dir()
-    monkeypatch.setattr(ClassificationTask, "training_step", real)
+    monkeypatch.setattr(ClassificationTask, "loss", real)
     result = fit(TrainConfig(**TINY, epochs=1, out=str(out)), resume=True)
     assert result["steps"] == 11
 
@@ -190,7 +190,12 @@ def test_config_validation():
     with pytest.raises(ConfigError, match="--batch-size"):
         TrainConfig(batch_size=0).resolved()
     cfg = TrainConfig(recipe="book", lr=0.01).resolved()
-    assert (cfg.optim.optimizer, cfg.optim.lr, cfg.optim.batch_size, cfg.optim.epochs) == ("adam", 0.01, 100, 20)
+    assert (cfg.optim.optimizer, cfg.optim.lr, cfg.optim.batch_size, cfg.optim.epochs) == (
+        "adam",
+        0.01,
+        100,
+        20,
+    )
 
 
 class CountingStop(Callback):

@@ -13,7 +13,7 @@ from torchvision.models.vision_transformer import VisionTransformer as TvViT
 
 from deeper.errors import ConfigError
 from deeper.models import count_parameters, create_model, list_models
-from deeper.train.tasks import ClassificationTask
+from deeper.tasks.classify import ClassificationTask
 
 ZOO = [
     "lenet5", "alexnet", "alexnet-2group", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn",
@@ -238,7 +238,7 @@ def test_googlenet_auxiliary_heads_train_with_the_main_one():
     out = net(x)
     assert isinstance(out, tuple) and len(out) == 3 and all(o.shape == (4, 10) for o in out)
     torch.manual_seed(1)
-    step = ClassificationTask().training_step(net, (x, y))
+    step = ClassificationTask().loss({"net": net}, (x, y))
     expected = F.cross_entropy(out[0], y) + 0.3 * (F.cross_entropy(out[1], y) + F.cross_entropy(out[2], y))
     assert torch.allclose(step.loss, expected, atol=1e-5)
     assert torch.equal(step.outputs, out[0])

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from deeper.data import BatchLoader, get_dataset_spec, load_dataset
-from deeper.data.images import prepare_image
 from deeper.errors import ConfigError
 from deeper.models import model_from_weights
 from deeper.runtime import resolve_device
+from deeper.tasks.classify import ClassificationTask
 from deeper.train.loop import evaluate
-from deeper.train.tasks import ClassificationTask
 
 DTYPES = {
     "float64": torch.float64,
@@ -40,6 +37,43 @@ def load_for_inference(
     net, meta = model_from_weights(weights, model)
     net = net.to(device=resolve_device(device), dtype=parse_dtype(dtype)).eval()
     return net, meta
+
+
+TTA = ("none", "flip", "shift")
+#: the one-pixel moves of ``tta="shift"`` (rows, columns)
+SHIFTS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+def shift_images(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``x`` (N, C, H, W) moved ``dy`` rows down and ``dx`` columns right, zeros shifted in."""
+    h, w = x.shape[2:]
+    m = max(abs(dy), abs(dx))
+    padded = torch.nn.functional.pad(x, (m, m, m, m))
+    return padded[:, :, m - dy : m - dy + h, m - dx : m - dx + w]
+
+
+@torch.inference_mode()
+def member_probabilities(model: torch.nn.Module, loader: BatchLoader, tta: str = "none") -> torch.Tensor:
+    """Softmax probabilities ``(N, K)`` (float64, on the CPU) of ``model`` over ``loader``.
+
+    ``tta="flip"`` averages the probabilities of each image and of its mirror image;
+    ``tta="shift"`` those of each image and of its four one-pixel shifts (a shift
+    keeps any class, digits included).
+    """
+    if tta not in TTA:
+        raise ConfigError(f"unknown test-time augmentation {tta!r} (choose from {', '.join(TTA)})")
+    model.eval()
+    out = []
+    for x, _ in loader:
+        p = torch.softmax(model(x).double(), 1)
+        if tta == "flip":
+            p = (p + torch.softmax(model(x.flip(3)).double(), 1)) / 2
+        elif tta == "shift":
+            for dy, dx in SHIFTS:
+                p = p + torch.softmax(model(shift_images(x, dy, dx)).double(), 1)
+            p = p / (1 + len(SHIFTS))
+        out.append(p.cpu())
+    return torch.cat(out)
 
 
 def check_compatible(meta: dict, data: str, weights) -> None:
@@ -69,7 +103,7 @@ def evaluate_weights(
     dev = next(net.parameters()).device
     loader = BatchLoader(ds.to(dev), batch_size, dtype=parse_dtype(dtype))
     start = time.perf_counter()
-    metrics = evaluate(net, ClassificationTask(), loader)
+    metrics = evaluate(net, ClassificationTask(num_classes=len(ds.classes)), loader)
     seconds = time.perf_counter() - start
     return evaluation_result(meta, model, weights, data, split, dtype, len(ds), metrics, seconds, str(dev))
 
@@ -93,34 +127,38 @@ def evaluation_result(
     }
 
 
-@dataclass
-class Prediction:
-    path: str
-    label: int
-    name: str
-    probabilities: list[float]
+def task_of(meta: dict):
+    """The task that trained a weights file (recorded in its metadata; classification before tasks existed)."""
+    import json
+
+    from deeper.tasks import create_task
+
+    args = meta.get("task_args")
+    try:
+        task_args = json.loads(args) if isinstance(args, str) else (args or {})
+    except ValueError:
+        raise ConfigError("unreadable task_args in the weights' metadata") from None
+    return create_task(meta.get("task", "classify"), task_args)
 
 
-@torch.inference_mode()
 def predict_files(
-    weights: str | os.PathLike, paths: list[str], *, model: str | None = None, device: str = "auto"
-) -> list[Prediction]:
-    net, meta = load_for_inference(weights, model, device=device)
-    in_chans = int(meta.get("in_chans", 1))
-    size = int(meta.get("img_size", 28))
-    classes = (
-        json.loads(meta["classes"])
-        if "classes" in meta
-        else [str(i) for i in range(int(meta.get("num_classes", 10)))]
-    )
-    batch = torch.stack([torch.from_numpy(prepare_image(p, (in_chans, size, size))) for p in paths])
+    weights: str | os.PathLike, paths: list[str], *, model: str | None = None, device: str = "auto", **options
+) -> tuple[list[dict], object]:
+    """``(answers, task)``: one answer per image file, in the terms of the task that trained ``weights``.
+
+    ``weights`` is a ``.safetensors`` file or a run folder; the task is read from its
+    metadata.  ``options`` go to the task's ``predict`` (e.g. ``out_dir`` for tasks
+    that answer with images).
+    """
+    from deeper.models.weights import load_weights, weights_file
+
+    path = weights_file(weights)
+    _, meta = load_weights(path)
+    task = task_of(meta)
+    net, meta = task.load_model(path, model)
+    net = net.to(resolve_device(device)).eval()
     dev = next(net.parameters()).device
-    probs = torch.softmax(net(batch.to(dev)).float(), dim=1).cpu()
-    out = []
-    for p, row in zip(paths, probs):
-        k = int(row.argmax())
-        out.append(Prediction(str(p), k, classes[k] if k < len(classes) else str(k), [float(v) for v in row]))
-    return out
+    return task.predict(net, meta, list(paths), device=dev, **options), task
 
 
 @torch.inference_mode()

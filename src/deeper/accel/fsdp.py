@@ -7,7 +7,7 @@ memory per rank falls roughly as ``1 / world_size``, which is what lets a model
 too big for one device train at all (the notes' "model parallelism").  Runs on
 CPUs with gloo, so it is tested here without a GPU.
 
-Use it from a torchrun worker (see :mod:`deeper.accel.distributed`)::
+Use it from a torchrun worker (see :mod:`deeper.train.distributed`)::
 
     env = init_distributed("cpu")
     model = shard_model(create_model("deep-convnet"))

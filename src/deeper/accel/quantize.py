@@ -131,7 +131,7 @@ def int8_qat(
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
     from tqdm import tqdm
 
-    from deeper.train.loop import _progress_enabled
+    from deeper.train.loop import progress_enabled
 
     model = copy.deepcopy(model).cpu().float().train()
     it = iter(train_batches())
@@ -145,7 +145,7 @@ def int8_qat(
         freeze_at = int(steps * 0.7)
         batch = first
         for step in tqdm(
-            range(steps), desc="qat", unit="step", disable=not _progress_enabled(progress), leave=False
+            range(steps), desc="qat", unit="step", disable=not progress_enabled(progress), leave=False
         ):
             if step == freeze_at:
                 prepared.apply(torch.ao.quantization.disable_observer)

@@ -156,8 +156,8 @@ def optimizer_loss_curves(
     from deeper.data import BatchLoader, get_dataset_spec, load_dataset
     from deeper.models import create_model
     from deeper.runtime import resolve_device
+    from deeper.tasks.classify import ClassificationTask
     from deeper.train.optim import create_optimizer, get_optimizer_entry, list_optimizers
-    from deeper.train.tasks import ClassificationTask
 
     names = optimizers or list_optimizers()
     dev = resolve_device(device)
@@ -178,7 +178,7 @@ def optimizer_loss_curves(
         while len(losses) < steps:
             loader.set_epoch(epoch)
             for batch in loader:
-                out = task.training_step(net, batch)
+                out = task.loss({"net": net}, batch)
                 opt.zero_grad()
                 out.loss.backward()
                 opt.step()

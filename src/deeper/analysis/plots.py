@@ -20,11 +20,16 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
-def plot_curves(history: list[dict], path: str | os.PathLike, title: str = "") -> None:
-    """Loss and accuracy per epoch for every split present in ``history`` rows."""
+def plot_curves(
+    history: list[dict],
+    path: str | os.PathLike,
+    title: str = "",
+    metrics: tuple[str, ...] = ("loss", "accuracy"),
+) -> None:
+    """``metrics`` (one panel each; loss and accuracy by default) per epoch for every split in ``history`` rows."""
     epochs = [row["epoch"] for row in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
         for split, style in (("train", "-o"), ("val", "-s"), ("test", "-^")):
             key = f"{split}_{metric}"
             pts = [(e, row[key]) for e, row in zip(epochs, history) if row.get(key) is not None]

@@ -85,6 +85,24 @@ def check_gallery_size(args: argparse.Namespace) -> None:
         raise ConfigError("--max and --columns must be at least 1")
 
 
+def parse_kv(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` (a repeatable option's argument) as ``(key, value)``, the value read as YAML data.
+
+    YAML here is data only (``safe_load``: numbers, booleans, strings, lists); a value YAML cannot
+    read is kept as the string it was.
+    """
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        parsed = value
+    return key.replace("-", "_"), parsed
+
+
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object as the last line of stdout"

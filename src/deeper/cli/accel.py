@@ -120,11 +120,11 @@ def run_prune(args, out) -> dict:
 @command("distill", "train a small student from a trained teacher and compare with the student trained alone")
 def configure_distill(p: argparse.ArgumentParser) -> None:
     p.epilog = "example:\n  deeper distill --teacher runs/mnist/model.safetensors --student mlp --data mnist --subset 5000"
-    from deeper.cli.train import _kv
+    from deeper.cli import parse_kv
 
     p.add_argument("--teacher", required=True, metavar="FILE", help="the teacher's .safetensors weights")
     p.add_argument("--student", default="mlp", help="registered model name of the student")
-    p.add_argument("--student-arg", dest="model_kwargs", action="append", type=_kv, default=[],
+    p.add_argument("--student-arg", dest="model_kwargs", action="append", type=parse_kv, default=[],
                    metavar="KEY=VALUE", help="student model option, repeatable")  # fmt: skip
     p.add_argument("--data", default="mnist", help="dataset")
     add_data_dir(p)

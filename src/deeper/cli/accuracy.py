@@ -1,8 +1,6 @@
 """The accuracy toolkit's commands: ``optimizers``, ``augment-preview``, ``ensemble``, ``cv``.
 
-It also owns the accuracy options of ``deeper train`` (:func:`add_train_options`):
-optimizer and schedule hyper-parameters, regularization, augmentation and
-ensembles.  See ``docs/accuracy.md``.
+See ``docs/accuracy.md``; the accuracy options of ``deeper train`` are in :mod:`deeper.cli.train`.
 """
 
 from __future__ import annotations
@@ -12,117 +10,6 @@ from pathlib import Path
 
 from deeper.cli import add_data_dir, add_gallery_size, add_json, check_gallery_size, command, png_output
 from deeper.errors import ConfigError
-
-S = argparse.SUPPRESS
-KWARG_OPTIONS = ("optimizer_kwargs", "schedule_kwargs")
-
-
-def add_train_options(p: argparse.ArgumentParser) -> None:
-    """The accuracy options of ``deeper train`` (defaults suppressed: the recipe fills what is not given)."""
-    from deeper.cli.train import _kv
-    from deeper.data.augment import OPS, PRESETS
-    from deeper.models.deep_convnet import NORMS
-
-    o = p.add_argument_group("optimizer and schedule hyper-parameters (see `deeper optimizers list`)")
-    o.add_argument(
-        "--optimizer-arg", dest="optimizer_kwargs", action="append", type=_kv, default=S, metavar="KEY=VALUE",
-        help="optimizer option, repeatable (e.g. momentum=0.95, beta2=0.99, rho=0.95, alpha=0.9, centered=true)",
-    )  # fmt: skip
-    o.add_argument(
-        "--schedule-arg", dest="schedule_kwargs", action="append", type=_kv, default=S, metavar="KEY=VALUE",
-        help="schedule option, repeatable (e.g. every=5 gamma=0.1 for step, patience=3 for plateau)",
-    )  # fmt: skip
-    o.add_argument(
-        "--warmup", type=float, default=S, metavar="EPOCHS",
-        help="linear learning-rate warm-up of EPOCHS epochs (a fraction is fine) in front of the schedule [0]",
-    )  # fmt: skip
-    r = p.add_argument_group("regularization")
-    r.add_argument(
-        "--dropout", type=float, default=S, metavar="RATE",
-        help="the model's dropout rate (models with a dropout option) [the model's: 0.5 for deep-convnet]",
-    )  # fmt: skip
-    r.add_argument(
-        "--norm", choices=["none", *NORMS], default=S,
-        help="normalisation after each convolution / hidden layer (models with a norm option) [none]",
-    )  # fmt: skip
-    r.add_argument(
-        "--mixup", type=float, default=S, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA) [off]"
-    )
-    r.add_argument(
-        "--cutmix", type=float, default=S, metavar="ALPHA", help="cutmix with Beta(ALPHA, ALPHA) [off]"
-    )
-    r.add_argument(
-        "--input-noise", type=float, default=S, metavar="STD", help="Gaussian noise on the input pixels [off]"
-    )
-    r.add_argument(
-        "--weight-noise", type=float, default=S, metavar="STD",
-        help="Gaussian noise on the weights for each step's forward/backward pass [off]",
-    )  # fmt: skip
-    r.add_argument("--clip-grad", type=float, default=S, metavar="NORM", help="clip the gradient norm [off]")
-    r.add_argument(
-        "--early-stop", type=int, default=S, metavar="PATIENCE",
-        help="stop after PATIENCE epochs without a better validation accuracy (restores the best weights) [off]",
-    )  # fmt: skip
-    r.add_argument(
-        "--restore-best", action=argparse.BooleanOptionalAction, default=S,
-        help="end with the weights of the best validation epoch [on with --early-stop]",
-    )  # fmt: skip
-    r.add_argument(
-        "--ema", type=float, default=S, metavar="DECAY",
-        help="validate, test and save an exponential moving average of the weights, updated every step "
-        "with this decay (e.g. 0.999: about the last 1,000 steps) [off]",
-    )  # fmt: skip
-    a = p.add_argument_group("data augmentation (batched, on the device; see `deeper augment-preview`)")
-    a.add_argument(
-        "--augment", default=S, metavar="SPEC",
-        help=f"'default' (the dataset's preset), 'none', a preset ({', '.join(PRESETS)}) or ops "
-        f"NAME=STRENGTH joined by commas; ops: {', '.join(OPS)} [none]",
-    )  # fmt: skip
-    e = p.add_argument_group("ensembles")
-    e.add_argument(
-        "--ensemble", type=int, default=S, metavar="K",
-        help="train K members (seeds SEED..SEED+K-1) into OUT/member-<i> and evaluate their ensemble [1]",
-    )  # fmt: skip
-    e.add_argument(
-        "--bootstrap", action="store_true", default=S,
-        help="train on a bootstrap resample of the training split (with --ensemble: bagging)",
-    )  # fmt: skip
-    e.add_argument(
-        "--boost", action="store_true", default=S,
-        help="with --ensemble: boosting (SAMME by resampling): each member trains on a resample that "
-        "favours the training images the one before got wrong; the ensemble is their weighted vote",
-    )  # fmt: skip
-    e.add_argument(
-        "--boost-rate", type=float, default=S, metavar="RATE",
-        help="boosting's shrinkage of each member's vote weight, and so of the reweighting [1.0]",
-    )  # fmt: skip
-
-
-def train_kwargs(given: dict) -> dict:
-    """Turn the repeatable KEY=VALUE options into dicts (in place) and return ``given``."""
-    for key in KWARG_OPTIONS:
-        if key in given:
-            given[key] = dict(given[key])
-    return given
-
-
-def run_ensemble_training(cfg, resume: bool, out) -> dict:
-    from deeper.train.ensemble import train_ensemble
-
-    result = train_ensemble(cfg, resume=resume)
-    for m in result["members"]:
-        out.line(f"member seed {m['seed']}: test accuracy {m['test_accuracy']:.4f} ({m['run_dir']})")
-    out.line(
-        f"ensemble of {result['ensemble']}: test accuracy {result['test_accuracy']:.4f} (mean of probabilities), "
-        f"{result['vote_test_accuracy']:.4f} (vote); best member {result['best_member_test_accuracy']:.4f}"
-    )
-    if result.get("boost"):
-        out.line(
-            f"boosted ensemble (SAMME, vote weights {', '.join(f'{a:.2f}' for a in result['boost_alphas'])}): "
-            f"test accuracy {result['boost_test_accuracy']:.4f}"
-        )
-    return result
-
 
 # ------------------------------------------------------------------ deeper optimizers
 
@@ -396,9 +283,9 @@ def draw_ensemble_errors(r: dict, args) -> None:
 
 @command("cv", "k-fold cross-validation of training options on the training split (hyper-parameter choice)")
 def configure_cv(p: argparse.ArgumentParser) -> None:
-    from deeper.cli import train as train_cli
+    from deeper.cli.train import configure as configure_train
 
-    train_cli.configure(p)  # every `deeper train` option sets the fixed part of the configuration
+    configure_train(p)  # every `deeper train` option sets the fixed part of the configuration
     p.epilog = (
         "k-fold options:\n"
         "  --folds K               number of folds [5]\n"
@@ -417,21 +304,17 @@ def configure_cv(p: argparse.ArgumentParser) -> None:
 
 
 def run_cv(args, out) -> dict:
-    from deeper.train import TrainConfig
+    from deeper.cli.train import config_from_args
     from deeper.train.cv import cross_validate, parse_grid
 
     if args.resume:
         raise ConfigError("cv has no --resume: run the same command again, finished folds are reused")
-    skip = ("run", "command", "json", "resume", "folds", "grid")
-    given = train_kwargs({k: v for k, v in vars(args).items() if k not in skip})
-    if "model_kwargs" in given:
-        given["model_kwargs"] = dict(given["model_kwargs"])
-    if given.get("ensemble", 1) != 1 or given.get("nproc", 1) != 1:
+    cfg, _ = config_from_args(args, skip=("folds", "grid"), defaults={"tensorboard": False})
+    if cfg.ensemble.members != 1 or cfg.speed.nproc != 1:
         raise ConfigError("cv trains single models in one process (no --ensemble or --nproc)")
-    given.setdefault("tensorboard", False)
     grid = parse_grid(args.grid)
-    cfg = TrainConfig(**{k: v for k, v in given.items() if k != "out"})
-    out_dir = Path(given.get("out") or f"runs/cv-{cfg.model}-{cfg.data}")
+    out_dir = Path(cfg.run.out or f"runs/cv-{cfg.model}-{cfg.data}")
+    cfg = cfg.replace(out=None)
     result = cross_validate(cfg, grid, folds=args.folds, out=out_dir)
     for row in result["results"]:
         label = ", ".join(f"{k}={v}" for k, v in row["params"].items()) or "(the given options)"

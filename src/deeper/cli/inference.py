@@ -58,25 +58,41 @@ def run_eval(args, out) -> dict:
     return r
 
 
-@command("predict", "classify image files (PNG/JPG, any size; digits are prepared as MNIST was)")
+@command("predict", "answer for image files with trained weights, in the terms of the task that trained them")
 def configure_predict(p: argparse.ArgumentParser) -> None:
-    p.epilog = "example:\n  deeper predict --weights runs/mnist/model.safetensors digit.png --top 3"
-    _common(p, data=False)
+    p.epilog = (
+        "The task (classification, detection, ...) is read from the weights. Images of any size and format;\n"
+        "for classification, digits are prepared as MNIST was.\n\n"
+        "examples:\n  deeper predict --weights runs/mnist digit.png --top 3\n"
+        "  deeper predict --weights runs/mnist/model.safetensors a.png b.jpg --json"
+    )
+    p.add_argument("--model", help="registered model name (default: the one recorded in the weights file)")
+    p.add_argument(
+        "--weights",
+        required=True,
+        metavar="FILE_OR_RUN",
+        help="a .safetensors file written by deeper, or its run folder",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    p.add_argument("--top", type=int, default=3, help="how many classes to show per image")
+    p.add_argument("--top", type=int, default=3, help="classification: how many classes to show per image")
+    p.add_argument("-o", "--out", metavar="DIR", help="tasks that answer with images write them here")
     add_json(p)
     p.set_defaults(run=run_predict)
 
 
 def run_predict(args, out) -> dict:
+    from deeper.errors import ConfigError
     from deeper.inference import predict_files
 
-    preds = predict_files(args.weights, args.images, model=args.model, device=args.device)
-    for pr in preds:
-        ranked = sorted(range(len(pr.probabilities)), key=lambda k: -pr.probabilities[k])[: max(1, args.top)]
-        probs = ", ".join(f"{k}: {pr.probabilities[k]:.3f}" for k in ranked)
-        out.line(f"{pr.path}: {pr.name}  ({probs})")
-    return {"predictions": [pr.__dict__ for pr in preds]}
+    if args.top < 1:
+        raise ConfigError("--top must be at least 1")
+    answers, task = predict_files(
+        args.weights, args.images, model=args.model, device=args.device, out_dir=args.out
+    )
+    for a in answers:
+        out.line(task.describe_prediction(a, top=args.top))
+    return {"task": task.name, "predictions": answers}
 
 
 @command("misclassified", "draw the test images a model gets wrong (the book's figure 8-2)")

@@ -1,14 +1,19 @@
-"""``deeper train``."""
+"""``deeper train``: its options, the one function that turns them into a configuration, and the summary.
+
+Everything else (which engine, an ensemble, several processes) is :func:`deeper.train.fit`'s.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import yaml
-
-from deeper.cli import add_data_dir, add_json, command
+from deeper.cli import add_data_dir, add_json, command, parse_kv
 from deeper.errors import ConfigError
+
+if TYPE_CHECKING:
+    from deeper.train import TrainConfig
 
 S = argparse.SUPPRESS
 
@@ -16,13 +21,10 @@ S = argparse.SUPPRESS
 RESUMABLE = {"epochs", "max_steps", "device", "progress", "checkpoint_every", "tensorboard", "data_dir"}
 # speed options that do not change the run's recipe
 RESUMABLE |= {"nproc", "max_restarts", "compile", "cuda_graphs"}
-
-
-def _kv(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.replace("-", "_"), yaml.safe_load(value)
+#: repeatable KEY=VALUE options, collected into dicts
+KWARG_OPTIONS = ("model_kwargs", "task_args", "optimizer_kwargs", "schedule_kwargs")
+#: argparse entries that are not training options
+NOT_OPTIONS = ("run", "command", "json", "resume")
 
 
 def _val_size(text: str) -> int | float:
@@ -42,13 +44,18 @@ def configure(p: argparse.ArgumentParser) -> None:
         + "\n\nexample:\n  deeper train --model deep-convnet --data mnist --recipe book --out runs/book"
     )
     g = p.add_argument_group("what to train")
+    g.add_argument("--task", default=S, help="registered task (see `deeper tasks`) [classify]")
+    g.add_argument(
+        "--task-arg", dest="task_args", action="append", type=parse_kv, default=S, metavar="KEY=VALUE",
+        help="the task's own option, repeatable (see `deeper tasks`)",
+    )  # fmt: skip
     g.add_argument("--model", default=S, help="registered model name (see `deeper models`) [deep-convnet]")
     g.add_argument("--data", default=S, help="registered dataset name (see `deeper datasets`) [mnist]")
     g.add_argument(
         "--model-arg",
         dest="model_kwargs",
         action="append",
-        type=_kv,
+        type=parse_kv,
         default=S,
         metavar="KEY=VALUE",
         help="extra model option, repeatable (e.g. dropout=0.3)",
@@ -143,61 +150,170 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--max-restarts", type=int, default=S, metavar="R",
         help="with --nproc: restart the workers up to R times after a failure, resuming from the last checkpoint [0]",
     )  # fmt: skip
-    from deeper.cli.accuracy import add_train_options
-
-    add_train_options(p)  # optimizer/schedule options, regularization, augmentation, ensembles (issue 4)
+    _add_accuracy_options(p)  # optimizer/schedule options, regularization, augmentation, ensembles
     add_json(p)
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace, out) -> dict:
-    from deeper.train import TrainConfig, fit
+def _add_accuracy_options(p: argparse.ArgumentParser) -> None:
+    """The accuracy toolkit's options (issue 4; defaults suppressed: the recipe fills what is not given)."""
+    from deeper.data.augment import OPS, PRESETS
+    from deeper.models.deep_convnet import NORMS
 
-    given = {k: v for k, v in vars(args).items() if k not in ("run", "command", "json", "resume")}
-    if "model_kwargs" in given:
-        given["model_kwargs"] = dict(given["model_kwargs"])
-    from deeper.cli.accuracy import run_ensemble_training, train_kwargs
+    o = p.add_argument_group("optimizer and schedule hyper-parameters (see `deeper optimizers list`)")
+    o.add_argument(
+        "--optimizer-arg", dest="optimizer_kwargs", action="append", type=parse_kv, default=S, metavar="KEY=VALUE",
+        help="optimizer option, repeatable (e.g. momentum=0.95, beta2=0.99, rho=0.95, alpha=0.9, centered=true)",
+    )  # fmt: skip
+    o.add_argument(
+        "--schedule-arg", dest="schedule_kwargs", action="append", type=parse_kv, default=S, metavar="KEY=VALUE",
+        help="schedule option, repeatable (e.g. every=5 gamma=0.1 for step, patience=3 for plateau)",
+    )  # fmt: skip
+    o.add_argument(
+        "--warmup", type=float, default=S, metavar="EPOCHS",
+        help="linear learning-rate warm-up of EPOCHS epochs (a fraction is fine) in front of the schedule [0]",
+    )  # fmt: skip
+    r = p.add_argument_group("regularization")
+    r.add_argument(
+        "--dropout", type=float, default=S, metavar="RATE",
+        help="the model's dropout rate (models with a dropout option) [the model's: 0.5 for deep-convnet]",
+    )  # fmt: skip
+    r.add_argument(
+        "--norm", choices=["none", *NORMS], default=S,
+        help="normalisation after each convolution / hidden layer (models with a norm option) [none]",
+    )  # fmt: skip
+    r.add_argument(
+        "--mixup", type=float, default=S, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA) [off]"
+    )
+    r.add_argument(
+        "--cutmix", type=float, default=S, metavar="ALPHA", help="cutmix with Beta(ALPHA, ALPHA) [off]"
+    )
+    r.add_argument(
+        "--input-noise", type=float, default=S, metavar="STD", help="Gaussian noise on the input pixels [off]"
+    )
+    r.add_argument(
+        "--weight-noise", type=float, default=S, metavar="STD",
+        help="Gaussian noise on the weights for each step's forward/backward pass [off]",
+    )  # fmt: skip
+    r.add_argument("--clip-grad", type=float, default=S, metavar="NORM", help="clip the gradient norm [off]")
+    r.add_argument(
+        "--early-stop", type=int, default=S, metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a better validation accuracy (restores the best weights) [off]",
+    )  # fmt: skip
+    r.add_argument(
+        "--restore-best", action=argparse.BooleanOptionalAction, default=S,
+        help="end with the weights of the best validation epoch [on with --early-stop]",
+    )  # fmt: skip
+    r.add_argument(
+        "--ema", type=float, default=S, metavar="DECAY",
+        help="validate, test and save an exponential moving average of the weights, updated every step "
+        "with this decay (e.g. 0.999: about the last 1,000 steps) [off]",
+    )  # fmt: skip
+    a = p.add_argument_group("data augmentation (batched, on the device; see `deeper augment-preview`)")
+    a.add_argument(
+        "--augment", default=S, metavar="SPEC",
+        help=f"'default' (the dataset's preset), 'none', a preset ({', '.join(PRESETS)}) or ops "
+        f"NAME=STRENGTH joined by commas; ops: {', '.join(OPS)} [none]",
+    )  # fmt: skip
+    e = p.add_argument_group("ensembles")
+    e.add_argument(
+        "--ensemble", type=int, default=S, metavar="K",
+        help="train K members (seeds SEED..SEED+K-1) into OUT/member-<i> and evaluate their ensemble [1]",
+    )  # fmt: skip
+    e.add_argument(
+        "--bootstrap", action="store_true", default=S,
+        help="train on a bootstrap resample of the training split (with --ensemble: bagging)",
+    )  # fmt: skip
+    e.add_argument(
+        "--boost", action="store_true", default=S,
+        help="with --ensemble: boosting (SAMME by resampling): each member trains on a resample that "
+        "favours the training images the one before got wrong; the ensemble is their weighted vote",
+    )  # fmt: skip
+    e.add_argument(
+        "--boost-rate", type=float, default=S, metavar="RATE",
+        help="boosting's shrinkage of each member's vote weight, and so of the reweighting [1.0]",
+    )  # fmt: skip
 
-    given = train_kwargs(given)
-    if args.resume:
-        run_dir = Path(args.resume)
-        saved = run_dir / "config.yaml"
-        if not saved.is_file():
-            raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
-        changed = sorted(k for k in given if k not in RESUMABLE and k != "out")
-        if changed:
-            raise ConfigError(
-                f"cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} when resuming; "
-                f"only {', '.join(sorted('--' + k.replace('_', '-') for k in RESUMABLE))}"
-            )
-        cfg = TrainConfig.from_dict({**yaml.safe_load(saved.read_text()), **given, "out": str(run_dir)})
-    else:
-        cfg = TrainConfig(**given)
-    if cfg.engine != "torch":  # the from-scratch engine (issue 5)
-        from deeper.scratch.trainer import fit_scratch
 
-        result = fit_scratch(cfg, resume=bool(args.resume))
-        out.line(
-            f"test accuracy {result['test_accuracy']:.4f} after {result['epochs']} epochs "
-            f"({result['train_seconds']:.1f} s training, {result['img_per_s']:,.0f} img/s, {cfg.engine} engine); "
-            f"weights: {result['weights']}"
+def given_options(args: argparse.Namespace, *, skip: tuple[str, ...] = ()) -> dict:
+    """The flat training options the user gave on the command line (the recipe fills the others)."""
+    given = {k: v for k, v in vars(args).items() if k not in NOT_OPTIONS + skip}
+    for key in KWARG_OPTIONS:
+        if key in given:
+            given[key] = dict(given[key])
+    return given
+
+
+def config_from_args(
+    args: argparse.Namespace, *, skip: tuple[str, ...] = (), defaults: dict | None = None
+) -> tuple[TrainConfig, bool]:
+    """``(config, resume)`` from parsed ``deeper train`` options: the one place arguments become a config.
+
+    With ``--resume DIR`` the saved ``config.yaml`` is the base and only the options in
+    :data:`RESUMABLE` may change; otherwise ``defaults`` (a command's own, e.g. no
+    TensorBoard for ``deeper cv``) and then the given options fill a new configuration.
+    """
+    import yaml
+
+    from deeper.train import TrainConfig
+
+    given = given_options(args, skip=skip)
+    resume = getattr(args, "resume", None)
+    if not resume:
+        return TrainConfig(**{**(defaults or {}), **given}), False
+    run_dir = Path(resume)
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
+    changed = sorted(k for k in given if k not in RESUMABLE and k != "out")
+    if changed:
+        raise ConfigError(
+            f"cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} when resuming; "
+            f"only {', '.join(sorted('--' + k.replace('_', '-') for k in RESUMABLE))}"
         )
+    try:
+        document = yaml.safe_load(saved.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{saved}: not readable YAML ({str(e).splitlines()[0]})") from None
+    cfg = TrainConfig.from_dict(document).replace(**given, out=str(run_dir))
+    return cfg, True
+
+
+def run(args: argparse.Namespace, out) -> dict | None:
+    from deeper.train import fit
+    from deeper.train.distributed import is_main_process
+
+    cfg, resume = config_from_args(args)
+    result = fit(cfg, resume=resume)
+    if not is_main_process():  # a torchrun worker other than rank 0: rank 0 reports
+        return None
+    if cfg.ensemble.members > 1 and cfg.engine == "torch":
+        _ensemble_lines(result, out)
         return result
-    if cfg.ensemble.members > 1:
-        return run_ensemble_training(cfg, bool(args.resume), out)
-    if cfg.speed.nproc > 1:
-        from deeper.accel.distributed import launch
+    from deeper.tasks import get_task_class
 
-        result = launch(cfg, resume=bool(args.resume))
-    else:
-        from deeper.accel.distributed import is_main_process
-
-        result = fit(cfg, resume=bool(args.resume))
-        if not is_main_process():  # a torchrun worker other than rank 0: rank 0 reports
-            return None
+    unit = get_task_class(cfg.task).unit
+    primary = result.get("primary_metric", "accuracy")
+    engine = f", {cfg.engine} engine" if cfg.engine != "torch" else ""
+    value = result.get(f"test_{primary}")
+    shown = f"{value:.4f}" if isinstance(value, float) else str(value)
     out.line(
-        f"test accuracy {result['test_accuracy']:.4f} after {result['epochs']} epochs "
-        f"({result['train_seconds']:.1f} s training, {result['img_per_s']:,.0f} img/s); "
+        f"test {primary} {shown} after {result['epochs']} epochs "
+        f"({result['train_seconds']:.1f} s training, {result['img_per_s'] or 0:,.0f} {unit}/s{engine}); "
         f"weights: {result['weights']}"
     )
     return result
+
+
+def _ensemble_lines(result: dict, out) -> None:
+    for m in result["members"]:
+        out.line(f"member seed {m['seed']}: test accuracy {m['test_accuracy']:.4f} ({m['run_dir']})")
+    out.line(
+        f"ensemble of {result['ensemble']}: test accuracy {result['test_accuracy']:.4f} (mean of probabilities), "
+        f"{result['vote_test_accuracy']:.4f} (vote); best member {result['best_member_test_accuracy']:.4f}"
+    )
+    if result.get("boost"):
+        out.line(
+            f"boosted ensemble (SAMME, vote weights {', '.join(f'{a:.2f}' for a in result['boost_alphas'])}): "
+            f"test accuracy {result['boost_test_accuracy']:.4f}"
+        )

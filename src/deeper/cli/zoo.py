@@ -17,7 +17,7 @@ S = argparse.SUPPRESS
     "summary", "layer table of a model: output shapes, parameters, MACs, receptive field, stride, shares"
 )
 def configure_summary(p: argparse.ArgumentParser) -> None:
-    from deeper.cli.train import _kv
+    from deeper.cli import parse_kv
 
     p.epilog = (
         "MACs are multiply-accumulates per image (torch.utils.flop_counter's FLOPs / 2) of convolutions,\n"
@@ -35,7 +35,7 @@ def configure_summary(p: argparse.ArgumentParser) -> None:
         "--num-classes", type=int, metavar="K", help="classifier outputs [1000 for 224x224 inputs, else 10]"
     )
     p.add_argument(
-        "--model-arg", dest="model_kwargs", action="append", type=_kv, default=[], metavar="KEY=VALUE",
+        "--model-arg", dest="model_kwargs", action="append", type=parse_kv, default=[], metavar="KEY=VALUE",
         help="model option, repeatable (e.g. aux_logits=true)",
     )  # fmt: skip
     p.add_argument("--by-type", action="store_true", help="print only the totals per layer type")
@@ -115,11 +115,11 @@ def run_heatmap(args, out) -> dict:
     from deeper.errors import ConfigError
     from deeper.inference import check_compatible, load_for_inference
     from deeper.models import convolutionalize
-    from deeper.train.transfer import resolve_weights
+    from deeper.models.weights import weights_file
 
     png_output(args.output)
     rows, cols = _grid(args.grid)
-    weights = resolve_weights(args.weights)
+    weights = weights_file(args.weights)
     net, meta = load_for_inference(weights, args.model, device=args.device)
     check_compatible(meta, args.data, weights)
     ds = load_dataset(args.data, "test", data_dir=args.data_dir)
@@ -194,14 +194,13 @@ def configure_finetune(p: argparse.ArgumentParser) -> None:
 def run_finetune(args, out) -> dict | None:
     from deeper.cli.train import run as run_train
     from deeper.errors import ConfigError
-    from deeper.models.weights import load_weights
-    from deeper.train.transfer import resolve_weights
+    from deeper.models.weights import load_weights, weights_file
 
     if not getattr(args, "resume", None):
         init_from = getattr(args, "init_from", None)
         if init_from is None:
             raise ConfigError("--from is required: the trained run folder or weights file to start from")
-        path = resolve_weights(init_from)
+        path = weights_file(init_from)
         _, meta = load_weights(path)
         recorded = meta.get("model")
         given = getattr(args, "model", None)

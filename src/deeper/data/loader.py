@@ -4,7 +4,8 @@ There is no per-sample Python work: each batch is one fancy-index of the uint8
 image tensor (already on the training device), one conversion to float in
 [0, 1], and an optional batched ``transform`` (the hook where augmentations and
 mixing plug in).  The order of an epoch is a pure function of ``(seed, epoch)``,
-so a resumed run can regenerate it and skip the batches already seen.
+so a resumed run can regenerate it and skip the batches already seen (the
+transform's random state travels in :meth:`BatchLoader.state_dict`).
 """
 
 from __future__ import annotations
@@ -69,6 +70,20 @@ class BatchLoader:
     def __len__(self) -> int:
         n = self.samples_per_rank
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches per epoch (what the training loop asks of every source)."""
+        return len(self)
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs beyond ``(seed, epoch)``: the augmentation generator's state."""
+        t = self.transform
+        return {"transform": t.state_dict()} if t is not None and hasattr(t, "state_dict") else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("transform") and self.transform is not None:
+            self.transform.load_state_dict(state["transform"])
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
         """Choose the epoch whose order the next iteration follows, skipping its first batches."""

@@ -68,6 +68,9 @@ class DatasetSpec:
     classes: tuple[str, ...]
     source: DatasetSource
     license: str = ""
+    #: what a sample is: "images" (an image and its class) or "scenes" (boxes, masks, captions);
+    #: a task trains on datasets of its kind (``deeper tasks``)
+    kind: str = "images"
 
     @property
     def num_classes(self) -> int:

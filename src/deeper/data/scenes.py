@@ -706,5 +706,6 @@ for _p in PRESETS.values():
                 _classes,
                 SceneSource(_p.name, _source),
                 license="generated from " + _source,
+                kind="scenes",
             )
         )

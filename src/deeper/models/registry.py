@@ -24,13 +24,17 @@ class ModelEntry:
     factory: Callable[..., nn.Module]
     description: str
     default_input: tuple[int, int, int]  # (C, H, W) the model was designed for
+    family: str = "classify"  # the kind of task it serves (a task's ``model_family``): classify, detect, ...
 
 
 _MODELS: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, default_input: tuple[int, int, int] = (1, 28, 28)):
-    """Decorator registering a factory under ``name`` (duplicates raise ``ValueError``)."""
+def register_model(name: str, *, default_input: tuple[int, int, int] = (1, 28, 28), family: str = "classify"):
+    """Decorator registering a factory under ``name`` (duplicates raise ``ValueError``).
+
+    ``family`` says which tasks the model fits (``deeper models --task NAME`` filters by it).
+    """
 
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _MODELS:
@@ -40,14 +44,17 @@ def register_model(name: str, *, default_input: tuple[int, int, int] = (1, 28, 2
             if required not in params:
                 raise TypeError(f"model factory {fn.__qualname__} must accept {required!r}")
         doc = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ")
-        _MODELS[name] = ModelEntry(name, fn, doc, default_input)
+        _MODELS[name] = ModelEntry(name, fn, doc, default_input, family)
         return fn
 
     return deco
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
+def list_models(pattern: str = "*", *, family: str | None = None) -> list[str]:
+    """Registered names matching ``pattern`` (and serving task ``family``, when given)."""
+    return sorted(
+        n for n, e in _MODELS.items() if fnmatch.fnmatch(n, pattern) and (family is None or e.family == family)
+    )
 
 
 def get_model_entry(name: str) -> ModelEntry:

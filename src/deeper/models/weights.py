@@ -34,6 +34,18 @@ def save_weights(
     return path
 
 
+def weights_file(run: str | os.PathLike) -> Path:
+    """A run folder's ``model.safetensors``, or the weights file itself."""
+    p = Path(run)
+    if p.is_dir():
+        p = p / "model.safetensors"
+        if not p.is_file():
+            raise CheckpointError(f"{run}: no model.safetensors in this folder (has the run finished?)")
+    elif not p.is_file():
+        raise CheckpointError(f"{run}: no such run folder or weights file")
+    return p
+
+
 def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """``(state_dict, metadata)`` of a safetensors file, with a clear error when it is not one."""
     path = Path(path)

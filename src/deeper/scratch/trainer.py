@@ -88,14 +88,14 @@ def train_step(net: Sequential, optimizer: Optimizer, x, t, *, where: str = "") 
 
 
 def evaluate_net(net: Sequential, loader: BatchLoader, *, chunk: int = 250, progress: bool = False) -> dict:
-    """``{"loss", "accuracy"}`` of ``net`` in evaluation mode over ``loader``.
+    """``{"loss", "accuracy", "top5"}`` of ``net`` in evaluation mode over ``loader`` (top-5: more than 5 classes).
 
     Batches are cut into chunks of ``chunk`` images: the scratch engine's column
     matrices grow with the batch, and the chunk size does not change the result.
     """
     was = net.training
     net.eval()
-    loss_sum, correct, count = 0.0, 0, 0
+    loss_sum, correct, top5, count = 0.0, 0, 0, 0
     try:
         for x, y in tqdm(
             loader, desc="eval", unit="batch", disable=not progress, leave=False, file=sys.stderr
@@ -106,10 +106,16 @@ def evaluate_net(net: Sequential, loader: BatchLoader, *, chunk: int = 250, prog
                 yt = y[i : i + chunk]
                 loss_sum += float(cross_entropy(logits, yt)) * len(yt)
                 correct += int((logits.argmax(axis=1) == yt).sum())
+                if logits.shape[1] > 5:
+                    best5 = net.xp.argpartition(-logits, 5, axis=1)[:, :5]
+                    top5 += int((best5 == yt[:, None]).any(axis=1).sum())
                 count += len(yt)
     finally:
         net.train(was)
-    return {"loss": loss_sum / count, "accuracy": correct / count} if count else {}
+    if not count:
+        return {}
+    out = {"loss": loss_sum / count, "accuracy": correct / count}
+    return out | ({"top5": top5 / count} if logits.shape[1] > 5 else {})
 
 
 # ---- schedules ---------------------------------------------------------------------------------
@@ -202,17 +208,17 @@ class ScratchRun:
         self.xp = array_module(cfg.engine)
         self.dtype = parse_dtype(cfg.speed.dtype or "float32")
         spec = get_dataset_spec(cfg.data)
-        train_full = load_dataset(cfg.data, "train", data_dir=cfg.run.data_dir)
-        test = load_dataset(cfg.data, "test", data_dir=cfg.run.data_dir)
-        from deeper.train.run import default_val_size
+        from deeper.tasks.classify import ClassificationTask, split_data
 
-        val_size = default_val_size(len(train_full)) if cfg.sampling.val_size is None else cfg.sampling.val_size
-        train, val = train_full.split(val_size, seed=0) if val_size else (train_full, None)
-        if cfg.sampling.subset is not None:
-            train = train.subset(slice(0, cfg.sampling.subset))
+        train, val, test = split_data(cfg)
+        self.task = ClassificationTask(num_classes=spec.num_classes)  # what the shared epoch loop reports
         tdtype = TORCH_DTYPES[self.dtype.name]
-        self.train_loader = BatchLoader(train, cfg.optim.batch_size, shuffle=True, seed=cfg.seed, dtype=tdtype)
-        self.val_loader = BatchLoader(val, cfg.sampling.eval_batch_size, dtype=tdtype) if val is not None else None
+        self.train_loader = BatchLoader(
+            train, cfg.optim.batch_size, shuffle=True, seed=cfg.seed, dtype=tdtype
+        )
+        self.val_loader = (
+            BatchLoader(val, cfg.sampling.eval_batch_size, dtype=tdtype) if val is not None else None
+        )
         self.test_loader = BatchLoader(test, cfg.sampling.eval_batch_size, dtype=tdtype)
         c, h, w = spec.image_shape
         kwargs = dict(cfg.model_kwargs)
@@ -238,6 +244,7 @@ class ScratchRun:
         self.total_steps = cfg.optim.epochs * len(self.train_loader)
         self.schedule = ScheduleDriver(cfg, self.optimizer, self.total_steps, len(self.train_loader))
         self.scheduler = self.schedule.scheduler  # what schedule callbacks (plateau) look at
+        self.schedulers = {"net": self.scheduler}
         extra = {k: v for k, v in kwargs.items() if k != "img_size"}
         self.metadata = {
             "model": cfg.model,
@@ -283,7 +290,7 @@ def fit_scratch(cfg: TrainConfig, *, resume: bool = False, log=notice) -> dict:
     _check_supported(cfg)
     array_module(cfg.engine)  # CuPy/GPU missing: one line, before any data is loaded
     run_dir = Path(cfg.run.out) if cfg.run.out else default_run_dir(cfg)
-    from deeper.train.fit import checkpoint_to_resume, start_state
+    from deeper.train.engine import checkpoint_to_resume, start_state
 
     ckpt_path = checkpoint_to_resume(run_dir, resume)
     started = time.perf_counter()
@@ -300,7 +307,9 @@ def fit_scratch(cfg: TrainConfig, *, resume: bool = False, log=notice) -> dict:
 
     from deeper.train.logger import RunLogger
 
-    logger = RunLogger(run_dir, tensorboard=cfg.run.tensorboard, purge_step=state.global_step if resume else None)
+    logger = RunLogger(
+        run_dir, tensorboard=cfg.run.tensorboard, purge_step=state.global_step if resume else None
+    )
     logger.write_config(cfg.to_dict())
     net = run.net
     n_val = len(run.val_loader.dataset) if run.val_loader else 0
@@ -328,13 +337,14 @@ def fit_scratch(cfg: TrainConfig, *, resume: bool = False, log=notice) -> dict:
         )
 
     stop: list[str] = []
-    from deeper.train.fit import EpochHooks, run_epochs
+    from deeper.train.engine import EpochHooks, run_epochs
 
     hooks = EpochHooks(
         train_epoch=lambda: _train_epoch(run, state, logger, checkpoint, stop),
         validate=(lambda: evaluate_net(net, run.val_loader)) if run.val_loader is not None else None,
-        lr=lambda: run.optimizer.lr,
+        lr=lambda: {"lr": run.optimizer.lr},
         after_callbacks=run.schedule.sync,  # a callback may have changed the schedule (plateau)
+        task=run.task,
     )
     run_epochs(
         run, state, hooks, cbs=cbs, logger=logger, log=log, checkpoint=checkpoint, run_dir=run_dir, stop=stop
@@ -399,14 +409,14 @@ def _restore(run: ScratchRun, cbs, path: Path) -> LoopState:
 
 def _finish(run: ScratchRun, state: LoopState, run_dir: Path, logger, stopped: str, started: float) -> dict:
     from deeper.models import save_weights
-    from deeper.train.fit import run_result
+    from deeper.train.engine import run_result
 
     cfg = run.cfg
     test = evaluate_net(run.net, run.test_loader)
     weights = save_weights(
         net_state_tensors(run.net),
         run_dir / "model.safetensors",
-        {**run.metadata, "test_accuracy": test.get("accuracy")},
+        {**run.metadata, "task": "classify", "test_accuracy": test.get("accuracy")},
     )
     if state.history:
         from deeper.analysis.plots import plot_curves
@@ -418,7 +428,7 @@ def _finish(run: ScratchRun, state: LoopState, run_dir: Path, logger, stopped: s
     logger.close()
     result = run_result(
         cfg, state, test, stopped=stopped, started=started, params=run.net.num_params(), device=run.device,
-        run_dir=run_dir, weights=weights, amp="off", engine=cfg.engine, dtype=run.dtype.name,
+        run_dir=run_dir, weights=weights, amp="off", engine=cfg.engine, dtype=run.dtype.name, task=run.task,
     )  # fmt: skip
     write_text_atomic(run_dir / "result.json", json.dumps(result, indent=2) + "\n")
     return result

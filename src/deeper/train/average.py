@@ -97,14 +97,14 @@ class WeightAverage(Callback):
 
     def on_epoch_end(self, run, state, row: dict) -> str | None:
         if run.val_loader is not None:  # the raw weights too, to see what the average buys
-            row[f"val_raw_{run.task.primary_metric}"] = evaluate(run.model, run.task, run.val_loader)[
-                run.task.primary_metric
-            ]
+            primary = run.task.primary
+            row[f"val_raw_{primary}"] = evaluate(run.parts.modules, run.task, run.val_loader)[primary]
         return None
 
     def on_fit_end(self, run, state) -> None:
-        raw = evaluate(run.model, run.task, run.test_loader)
-        run.extras[f"test_{run.task.primary_metric}_raw"] = raw[run.task.primary_metric]
+        primary = run.task.primary
+        raw = evaluate(run.parts.modules, run.task, run.test_loader, split="test")
+        run.extras[f"test_{primary}_raw"] = raw[primary]
 
     def state_dict(self) -> dict:
         return {"averaged": self.ema.state_dict()} if self.ema is not None else {}  # saved at once

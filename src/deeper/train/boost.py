@@ -30,12 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
-from safetensors.torch import save as st_save
 
 from deeper.data import ImageDataset
+from deeper.data.resample import save_sample_weights
 from deeper.errors import ConfigError
-from deeper.fileio import write_bytes_atomic
 
 
 @dataclass(frozen=True)
@@ -59,26 +57,6 @@ def samme_step(weights: torch.Tensor, wrong: torch.Tensor, num_classes: int, rat
     alpha = rate * (math.log((1 - err) / err) + math.log(num_classes - 1))
     new = w * torch.where(wrong, math.exp(alpha), 1.0)
     return BoostStep(err, alpha, new / new.sum(), stop=False)
-
-
-def weighted_resample(ds: ImageDataset, weights: torch.Tensor, *, seed: int) -> ImageDataset:
-    """``len(ds)`` images drawn with replacement, image i with probability ``weights[i]``, seeded."""
-    if weights.shape != (len(ds),):
-        raise ConfigError(f"{len(weights)} sample weights for a training split of {len(ds):,} images")
-    g = torch.Generator().manual_seed(seed * 1_000_003 + 777)
-    idx = torch.multinomial(weights.double(), len(ds), replacement=True, generator=g)
-    return ds.subset(idx)
-
-
-def save_sample_weights(path: Path, weights: torch.Tensor) -> None:
-    write_bytes_atomic(path, st_save({"weights": weights.double().contiguous()}))
-
-
-def load_sample_weights(path: str | Path) -> torch.Tensor:
-    try:
-        return load_file(str(path))["weights"]
-    except (OSError, KeyError) as e:
-        raise ConfigError(f"cannot read the boosting sample weights {path}: {e}") from None
 
 
 def weighted_vote(probs: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
@@ -114,9 +92,8 @@ class Boosting:
     def add(self, member, weights_file: str, log) -> bool:
         """Score the trained member on its clean training split, update the weights; True: stop boosting."""
         from deeper.data import BatchLoader, get_dataset_spec
-        from deeper.inference import load_for_inference
-        from deeper.train.ensemble import member_probabilities
-        from deeper.train.run import split_data
+        from deeper.inference import load_for_inference, member_probabilities
+        from deeper.tasks.classify import split_data
 
         if self._train is None:
             self._train, _, _ = split_data(member.resolved())

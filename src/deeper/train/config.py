@@ -247,7 +247,9 @@ class TrainConfig:
         if s.amp not in ("off", "bf16", "fp16"):
             raise ConfigError(f"--amp must be off, bf16 or fp16, got {s.amp!r}")
         if s.nproc < 1 or s.max_restarts < 0:
-            raise ConfigError(f"--nproc must be >= 1 and --max-restarts >= 0, got {s.nproc}, {s.max_restarts}")
+            raise ConfigError(
+                f"--nproc must be >= 1 and --max-restarts >= 0, got {s.nproc}, {s.max_restarts}"
+            )
         if s.cuda_graphs and s.compile:
             raise ConfigError("--cuda-graphs and --compile both change how steps launch; choose one")
         if self.sampling.val_size is not None and not self.sampling.val_size >= 0:
@@ -265,7 +267,9 @@ class TrainConfig:
             raise ConfigError(f"--engine must be torch, numpy or cupy, got {self.engine!r}")
         dtype = self.speed.dtype
         if dtype is not None and self.engine == "torch":
-            raise ConfigError("--dtype sets the precision of --engine numpy/cupy; the torch engine uses --amp")
+            raise ConfigError(
+                "--dtype sets the precision of --engine numpy/cupy; the torch engine uses --amp"
+            )
         if dtype not in (None, "float64", "float32", "float16"):
             raise ConfigError(f"--dtype must be float64, float32 or float16, got {dtype!r}")
 
@@ -318,7 +322,9 @@ class TrainConfig:
                 known = {f.name for f in fields(GROUPS[key])}
                 unknown = sorted(set(value) - known)
                 if unknown:
-                    raise ConfigError(f"unknown configuration key(s) in {key}: {', '.join(map(str, unknown))}")
+                    raise ConfigError(
+                        f"unknown configuration key(s) in {key}: {', '.join(map(str, unknown))}"
+                    )
                 options.update({_FLAT_NAME.get((key, k), k): v for k, v in value.items()})
             else:
                 options[key] = value

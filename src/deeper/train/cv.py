@@ -14,36 +14,9 @@ import json
 import statistics
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from deeper.data import ImageDataset
 from deeper.errors import ConfigError
 from deeper.fileio import write_text_atomic
 from deeper.runtime import notice
-
-
-def kfold_indices(
-    labels: torch.Tensor, folds: int, fold: int, *, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(train, val)`` indices of fold ``fold`` of ``folds`` stratified folds of ``labels``."""
-    from sklearn.model_selection import StratifiedKFold
-
-    y = labels.cpu().numpy()
-    if folds < 2 or not 0 <= fold < folds:
-        raise ConfigError(f"fold {fold} of {folds}: need folds >= 2 and 0 <= fold < folds")
-    if np.bincount(y).max(initial=0) < folds:
-        raise ConfigError(f"{folds} folds need at least {folds} images of the largest class")
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    train, val = next(itertools.islice(splitter.split(np.zeros(len(y)), y), fold, None))
-    return train, val
-
-
-def kfold_split(
-    ds: ImageDataset, folds: int, fold: int, *, seed: int = 0
-) -> tuple[ImageDataset, ImageDataset]:
-    train, val = kfold_indices(ds.labels, folds, fold, seed=seed)
-    return ds.subset(torch.from_numpy(train)), ds.subset(torch.from_numpy(val))
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -85,7 +58,7 @@ def cross_validate(cfg, grid: dict[str, list], *, folds: int = 5, out: str | Pat
     Folds already finished (a ``result.json`` in their folder) are reused, so an
     interrupted search continues where it stopped.
     """
-    from deeper.train.fit import fit
+    from deeper.train.engine import run_engine as fit
 
     if folds < 2:
         raise ConfigError(f"--folds must be at least 2, got {folds}")

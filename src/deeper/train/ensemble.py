@@ -30,30 +30,14 @@ import yaml
 from safetensors.torch import save as st_save
 from tqdm import tqdm
 
-from deeper.data import BatchLoader, ImageDataset, load_dataset
-from deeper.errors import CheckpointError, ConfigError
+from deeper.data import BatchLoader, load_dataset
+from deeper.errors import ConfigError
 from deeper.fileio import file_digest, write_bytes_atomic, write_text_atomic
+from deeper.inference import TTA, member_probabilities, shift_images  # noqa: F401 (shift_images: re-exported)
+from deeper.models.weights import weights_file
 from deeper.runtime import notice
 
 METHODS = ("mean", "vote")
-TTA = ("none", "flip", "shift")
-#: the one-pixel moves of ``tta="shift"`` (rows, columns)
-SHIFTS = ((-1, 0), (1, 0), (0, -1), (0, 1))
-
-
-def shift_images(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """``x`` (N, C, H, W) moved ``dy`` rows down and ``dx`` columns right, zeros shifted in."""
-    h, w = x.shape[2:]
-    m = max(abs(dy), abs(dx))
-    padded = torch.nn.functional.pad(x, (m, m, m, m))
-    return padded[:, :, m - dy : m - dy + h, m - dx : m - dx + w]
-
-
-def bootstrap_resample(ds: ImageDataset, *, seed: int) -> ImageDataset:
-    """``len(ds)`` images drawn with replacement (about 63.2% of them distinct), seeded."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + 4242)
-    idx = torch.randint(0, len(ds), (len(ds),), generator=g)
-    return ds.subset(idx)
 
 
 def combine(probs: torch.Tensor, method: str = "mean") -> torch.Tensor:
@@ -65,42 +49,6 @@ def combine(probs: torch.Tensor, method: str = "mean") -> torch.Tensor:
         return mean.argmax(1)
     votes = torch.nn.functional.one_hot(probs.argmax(2), probs.shape[2]).sum(0).to(mean.dtype)
     return (votes + 0.5 * mean).argmax(1)  # mean < 1 per class: breaks ties, never outvotes
-
-
-def weights_path(run: str | os.PathLike) -> Path:
-    """A run folder's ``model.safetensors``, or the weights file itself."""
-    p = Path(run)
-    if p.is_dir():
-        p = p / "model.safetensors"
-        if not p.is_file():
-            raise CheckpointError(f"{run}: no model.safetensors in this folder (has the run finished?)")
-    elif not p.is_file():
-        raise CheckpointError(f"{run}: no such run folder or weights file")
-    return p
-
-
-@torch.inference_mode()
-def member_probabilities(model: torch.nn.Module, loader: BatchLoader, tta: str = "none") -> torch.Tensor:
-    """Softmax probabilities ``(N, K)`` (float64, on the CPU) of ``model`` over ``loader``.
-
-    ``tta="flip"`` averages the probabilities of each image and of its mirror image;
-    ``tta="shift"`` those of each image and of its four one-pixel shifts (a shift
-    keeps any class, digits included).
-    """
-    if tta not in TTA:
-        raise ConfigError(f"unknown test-time augmentation {tta!r} (choose from {', '.join(TTA)})")
-    model.eval()
-    out = []
-    for x, _ in loader:
-        p = torch.softmax(model(x).double(), 1)
-        if tta == "flip":
-            p = (p + torch.softmax(model(x.flip(3)).double(), 1)) / 2
-        elif tta == "shift":
-            for dy, dx in SHIFTS:
-                p = p + torch.softmax(model(shift_images(x, dy, dx)).double(), 1)
-            p = p / (1 + len(SHIFTS))
-        out.append(p.cpu())
-    return torch.cat(out)
 
 
 def predictions_path(weights: Path, data: str, split: str, tta: str, device_type: str) -> Path:
@@ -147,13 +95,13 @@ def ensemble_probabilities(
     :func:`predictions_path` instead of run again.
     """
     from deeper.inference import check_compatible, load_for_inference
-    from deeper.train.loop import _progress_enabled
+    from deeper.train.loop import progress_enabled
 
     if not runs:
         raise ConfigError("an ensemble needs at least one run")
-    paths = [weights_path(r) for r in runs]
+    paths = [weights_file(r) for r in runs]
     probs, members, ds = [], [], None
-    bar = tqdm(paths, desc="members", unit="run", disable=not _progress_enabled(progress), leave=False)
+    bar = tqdm(paths, desc="members", unit="run", disable=not progress_enabled(progress), leave=False)
     for path in bar:
         model, meta = load_for_inference(path, device=device)
         data = data or meta.get("dataset")
@@ -256,7 +204,7 @@ def member_dir(root: Path, i: int) -> Path:
 
 def train_ensemble(cfg, *, resume: bool = False, log=notice) -> dict:
     """Train ``cfg.ensemble.members`` members (or finish them, with ``resume``) and evaluate the ensemble."""
-    from deeper.train.fit import fit
+    from deeper.train.engine import run_engine as fit
     from deeper.train.run import default_run_dir
 
     cfg = cfg.resolved()
@@ -282,7 +230,13 @@ def train_ensemble(cfg, *, resume: bool = False, log=notice) -> dict:
             log(f"ensemble member {i + 1}/{k} already trained ({mdir})")
             results.append(json.loads(done.read_text()))
         else:
-            how = ", bootstrap resample" if cfg.sampling.bootstrap else ", boosting resample" if i and boosting else ""
+            how = (
+                ", bootstrap resample"
+                if cfg.sampling.bootstrap
+                else ", boosting resample"
+                if i and boosting
+                else ""
+            )
             log(f"ensemble member {i + 1}/{k}: seed {member.seed}{how}")
             again = resume and (mdir / "checkpoints" / "latest").is_file()
             results.append(fit(member, resume=again, log=log))

@@ -1,24 +1,30 @@
-"""The one training loop: ``train_one_epoch`` and ``evaluate``.
+"""The one training loop: ``train_one_epoch`` and ``evaluate``, for every task.
 
-Both work on any model, task and loader and are importable on their own;
-:func:`deeper.train.fit.fit` drives them for a whole run.
+Both take the modules (one ``nn.Module``, or the named modules of a run), a
+task and a *source* of batches, and are importable on their own;
+:func:`deeper.train.engine.run_engine` drives them for a whole run.
+
+A source is anything that iterates batches and says how many steps an epoch
+has (``steps_per_epoch``): the in-memory :class:`~deeper.data.BatchLoader`, a
+detection loader with variable-size targets, or an environment stepping for
+DQN.  The loop never calls ``len`` on it and never looks inside a batch.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from deeper.data import BatchLoader
-from deeper.errors import DivergedError
-from deeper.train.tasks import MetricSums, StepOutput, Task
+from deeper.tasks.base import StepOutput, Task
+from deeper.train.metrics import Meter
+from deeper.train.parts import Parts
+from deeper.train.stepper import Stepper
 
 
 @dataclass
@@ -33,106 +39,54 @@ class LoopState:
     epoch_sums: dict[str, float] = field(default_factory=dict)  # metric sums of the current epoch so far
     epoch_count: int = 0
     history: list[dict] = field(default_factory=list)
+    #: the meter of the epoch being trained (not saved: :meth:`snapshot_sums` copies its sums above)
+    live: Meter | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "live"}
+
+    def snapshot_sums(self) -> None:
+        """Copy the running epoch's sums into ``epoch_sums``/``epoch_count`` (before a mid-epoch checkpoint)."""
+        if self.live is not None:
+            self.epoch_sums, self.epoch_count = self.live.totals(), self.live.count
+
+    def live_metric(self, name: str) -> float | None:
+        """The task's ``name`` figure of the epoch so far (one host sync)."""
+        if self.live is None or not self.live.count:
+            return None
+        return self.live.task.summarize(self.live.totals(), self.live.count).get(name)
 
 
 StepHook = Callable[[LoopState], bool | None]  # return True to stop after this step
 
 
-def _progress_enabled(flag: bool | None) -> bool:
+def progress_enabled(flag: bool | None) -> bool:
     return sys.stderr.isatty() if flag is None else flag
 
 
-class Updater:
-    """One optimisation step: loss, finiteness check, backward, optimizer and schedule step.
-
-    This is the place for everything that changes *how* a step is taken
-    (gradient clipping, mixed precision, noise on the weights, ...): the loop
-    only calls :meth:`step` once per batch.
-    """
-
-    def __init__(
-        self, optimizer: torch.optim.Optimizer, scheduler=None, *, amp=None,
-        clip_grad: float | None = None, weight_noise: float = 0.0,
-    ):  # fmt: skip
-        self.optimizer = optimizer
-        self.scheduler = scheduler
-        #: max global L2 norm of the gradients (``None``: no clipping)
-        self.clip_grad = clip_grad
-        #: std of Gaussian noise added to the weights for the forward/backward pass of each step
-        #: (the update is applied to the clean weights: "noise robustness", Graves 2011)
-        self.weight_noise = weight_noise
-        #: mixed precision (a :class:`deeper.accel.amp.AmpPolicy`; ``None``: float32)
-        self.amp = amp
-        self.scaler = amp.make_scaler() if amp is not None else None  # fp16 only
-        #: free the gradients between steps (off where they must stay put, as in a CUDA graph's pool)
-        self.grads_to_none = True
-
-    def state_dict(self) -> dict:
-        return {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
-
-    def load_state_dict(self, state: dict) -> None:
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-
-    def step(self, model: nn.Module, task: Task, batch, state: LoopState) -> StepOutput:
-        clean = _add_weight_noise(model, self.weight_noise) if self.weight_noise else None
-        with self.amp.autocast() if self.amp is not None else contextlib.nullcontext():
-            out = task.training_step(model, batch)
-        if not torch.isfinite(out.loss.detach()).item():
-            raise DivergedError(
-                f"the loss became {out.loss.item()} at step {state.global_step + 1} "
-                f"(epoch {state.epoch + 1}, batch {state.step_in_epoch + 1}); "
-                "try a lower learning rate or gradient clipping"
-            )
-        self.optimizer.zero_grad(set_to_none=self.grads_to_none)
-        if self.scaler is None:
-            out.loss.backward()
-        else:  # fp16: scale the loss, then unscale so .grad holds the true gradients
-            self.scaler.scale(out.loss).backward()
-            self.scaler.unscale_(self.optimizer)
-        if clean is not None:  # the gradients were taken at the noisy weights; step from the clean ones
-            _restore_weights(model, clean)
-        if self.clip_grad is not None:  # the gradients are unscaled at this point
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad)
-        if self.scaler is None:
-            self.optimizer.step()
-        else:
-            self.scaler.step(self.optimizer)  # skipped when a gradient overflowed
-            self.scaler.update()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        return out
-
-    def end_epoch(self, state: LoopState) -> None:
-        """Called after the last step of each epoch (a place for deferred checks; nothing here)."""
+def steps_per_epoch(source) -> int:
+    """How many batches an epoch of ``source`` has (its ``steps_per_epoch``, else its length)."""
+    n = getattr(source, "steps_per_epoch", None)
+    return int(n) if n is not None else len(source)
 
 
-@torch.no_grad()
-def _add_weight_noise(model: nn.Module, std: float) -> list[torch.Tensor]:
-    params = [p for p in model.parameters() if p.requires_grad]
-    clean = [p.detach().clone() for p in params]
-    for p in params:
-        p.add_(torch.randn_like(p), alpha=std)
-    return clean
-
-
-@torch.no_grad()
-def _restore_weights(model: nn.Module, clean: list[torch.Tensor]) -> None:
-    for p, c in zip([p for p in model.parameters() if p.requires_grad], clean):
-        p.copy_(c)
+def as_nets(model_or_nets) -> dict[str, nn.Module]:
+    """Named modules from one module (``{"net": model}``), a mapping or :class:`Parts`."""
+    if isinstance(model_or_nets, Parts):
+        return model_or_nets.for_training()
+    if isinstance(model_or_nets, Mapping):
+        return dict(model_or_nets)
+    return {"net": model_or_nets}
 
 
 def train_one_epoch(
-    model: nn.Module,
+    model: nn.Module | Mapping[str, nn.Module],
     task: Task,
-    loader: BatchLoader,
+    loader,
     optimizer: torch.optim.Optimizer | None = None,
     *,
     scheduler=None,
-    updater: Updater | None = None,
+    stepper: Stepper | None = None,
     state: LoopState | None = None,
     on_step: StepHook | None = None,
     progress: bool | None = False,
@@ -140,28 +94,31 @@ def train_one_epoch(
 ) -> dict[str, float]:
     """Train over ``loader`` (from ``state.step_in_epoch`` on); return the task's summary of the epoch.
 
-    Steps are taken by ``updater`` (default: a plain :class:`Updater` over
-    ``optimizer`` and ``scheduler``).  Stops early when ``on_step`` returns True.
-    A non-finite loss raises :class:`DivergedError` naming the step, before the
-    update is applied.
+    Steps are taken by ``stepper`` (default: a plain :class:`Stepper` over
+    ``optimizer`` and ``scheduler``) through ``task.training_step``.  Stops early
+    when ``on_step`` returns True.  A non-finite loss raises
+    :class:`~deeper.errors.DivergedError` naming the step, before the update is applied.
     """
-    if updater is None:
+    if stepper is None:
         if optimizer is None:
-            raise TypeError("train_one_epoch needs an optimizer or an updater")
-        updater = Updater(optimizer, scheduler)
+            raise TypeError("train_one_epoch needs an optimizer or a stepper")
+        stepper = Stepper.single(optimizer, scheduler)
     state = state if state is not None else LoopState()
-    model.train()
-    meter = MetricSums()
-    meter.sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in state.epoch_sums.items()}
-    meter.count = state.epoch_count
+    nets = as_nets(model)
+    for m in nets.values():
+        m.train()
+    meter = Meter(task)
+    meter.load_totals(state.epoch_sums, state.epoch_count)
+    state.live = meter
+    total = steps_per_epoch(loader)
     bar = tqdm(
-        total=len(loader), initial=state.step_in_epoch, desc=desc, unit="batch",
-        disable=not _progress_enabled(progress), leave=False, dynamic_ncols=True, file=sys.stderr,
+        total=total, initial=state.step_in_epoch, desc=desc, unit="batch",
+        disable=not progress_enabled(progress), leave=False, dynamic_ncols=True, file=sys.stderr,
     )  # fmt: skip
     start = time.perf_counter()
     try:
         for batch in loader:
-            out = updater.step(model, task, batch, state)
+            out = task.training_step(nets, batch, stepper, state)
             meter.add(out)
             state.global_step += 1
             state.step_in_epoch += 1
@@ -171,30 +128,45 @@ def train_one_epoch(
                 bar.set_postfix(task.summarize(meter.totals(), meter.count), refresh=False)
             if on_step is not None and on_step(state):
                 break
-        updater.end_epoch(state)
+            if state.step_in_epoch >= total:  # a source that does not end by itself (an environment)
+                break
+        stepper.end_epoch(state)
     finally:
         state.train_seconds += time.perf_counter() - start
         state.epoch_sums, state.epoch_count = meter.totals(), meter.count
+        state.live = None
         bar.close()
     return task.summarize(state.epoch_sums, state.epoch_count)
 
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, task: Task, loader: BatchLoader, *, progress: bool | None = False
-) -> dict[str, float]:
-    """The task's summary over ``loader`` in eval mode (dropout off, batch-norm frozen)."""
-    was_training = model.training
-    model.eval()
-    meter = MetricSums()
-    for batch in tqdm(
-        loader,
-        desc="eval",
-        unit="batch",
-        disable=not _progress_enabled(progress),
-        leave=False,
-        file=sys.stderr,
-    ):
-        meter.add(task.evaluation_step(model, batch))
-    model.train(was_training)
-    return task.summarize(meter.totals(), meter.count)
+    model: nn.Module | Mapping[str, nn.Module],
+    task: Task,
+    loader,
+    *,
+    split: str = "val",
+    progress: bool | None = False,
+) -> dict:
+    """The task's figures over ``loader`` in eval mode (dropout off, batch-norm frozen).
+
+    Sums (loss, accuracy) and the task's torchmetrics metrics for ``split``; scalars
+    as floats, larger results (a confusion matrix) as nested lists.
+    """
+    nets = model.for_eval() if isinstance(model, Parts) else as_nets(model)
+    was_training = {k: m.training for k, m in nets.items()}
+    for m in nets.values():
+        m.eval()
+    meter = Meter(task, task.eval_metrics(split))
+    bar = tqdm(
+        loader, total=steps_per_epoch(loader), desc="eval", unit="batch",
+        disable=not progress_enabled(progress), leave=False, file=sys.stderr,
+    )  # fmt: skip
+    for batch in bar:
+        meter.add(task.evaluation_step(nets, batch))
+    for k, m in nets.items():
+        m.train(was_training[k])
+    return meter.compute()
+
+
+__all__ = ["LoopState", "StepOutput", "evaluate", "steps_per_epoch", "train_one_epoch"]

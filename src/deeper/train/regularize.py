@@ -4,16 +4,16 @@
   blended with a shuffled copy of itself, and the labels become the matching class
   probabilities (they sum to one);
 - :class:`InputNoise`: Gaussian noise on the inputs (the notes' "noise robustness";
-  noise on the *weights* is taken by :class:`~deeper.train.loop.Updater`, as is
+  noise on the *weights* is taken by :class:`~deeper.train.stepper.Stepper`, as is
   gradient clipping);
 - :class:`TrainTransform`: the batch pipeline of a training run (augmentation, then
   mixing, then noise) with its own seeded generator, plugged in through
-  ``BatchLoader(transform=...)``; its generator state is saved in checkpoints by
-  the :class:`TransformState` callback, so a resumed run draws the same augmentations;
+  ``BatchLoader(transform=...)``; its generator state is saved in checkpoints with
+  the loader's state, so a resumed run draws the same augmentations;
 - :class:`EarlyStopping`: stops after ``patience`` epochs without a better
   validation score and puts the best weights back (restore-best).
 
-Label smoothing lives in :class:`~deeper.train.tasks.ClassificationTask`; weight decay
+Label smoothing lives in :class:`~deeper.tasks.classify.ClassificationTask`; weight decay
 in the optimizers (:mod:`deeper.train.optim`); dropout and normalisation in the models.
 """
 
@@ -160,37 +160,12 @@ def build_train_transform(cfg, num_classes: int, device: torch.device) -> TrainT
     return t if t else None
 
 
-class TransformState(Callback):
-    """Saves and restores the training transform's generator with every checkpoint."""
-
-    name = "train_transform"
-
-    def __init__(self):
-        self.transform: TrainTransform | None = None
-
-    def on_fit_start(self, run, state) -> None:
-        t = run.train_loader.transform
-        self.transform = t if isinstance(t, TrainTransform) else None
-
-    def state_dict(self) -> dict:
-        return self.transform.state_dict() if self.transform is not None else {}
-
-    def load_state_dict(self, state: dict) -> None:
-        if self.transform is not None and state:
-            self.transform.load_state_dict(state)
-
-
-@register_callback
-def _transform_state(cfg) -> Callback | None:
-    uses = parse_augment(cfg.regularize.augment, cfg.data) or cfg.regularize.mixup or cfg.regularize.cutmix or cfg.regularize.input_noise
-    return TransformState() if uses else None
-
-
 class EarlyStopping(Callback):
     """Stop after ``patience`` epochs without a better ``monitor`` value; optionally restore the best weights.
 
     ``monitor`` is a key of the epoch's metrics row (default: the validation score of the
-    task's primary metric, e.g. ``val_accuracy``; names ending in ``loss`` are minimised).
+    task's primary metric, e.g. ``val_accuracy``), better in the direction the task declares
+    for it (loss lower, accuracy higher).
     With ``patience=None`` the run is never stopped, but the best weights are still restored.
     The best weights are kept in memory and in checkpoints, so restore-best survives a resume.
     """
@@ -217,17 +192,19 @@ class EarlyStopping(Callback):
         self.best_epoch = 0
         self.bad_epochs = 0
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.higher = True  # the monitored metric's direction (set from the task at the start)
 
     def on_fit_start(self, run, state) -> None:
         if run.val_loader is None:
             raise ConfigError("early stopping and --restore-best need a validation split (--val-size > 0)")
         if self.monitor is None:
-            self.monitor = f"val_{run.task.primary_metric}"
+            self.monitor = f"val_{run.task.primary}"
+        self.higher = run.task.higher_is_better(self.monitor)
 
     def _better(self, value: float) -> bool:
         if self.best is None:
             return True
-        if self.monitor.endswith("loss"):
+        if not self.higher:
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
 
@@ -271,7 +248,11 @@ class EarlyStopping(Callback):
 
 @register_callback
 def _early_stopping(cfg) -> Callback | None:
-    restore = cfg.regularize.restore_best if cfg.regularize.restore_best is not None else cfg.regularize.early_stop is not None
+    restore = (
+        cfg.regularize.restore_best
+        if cfg.regularize.restore_best is not None
+        else cfg.regularize.early_stop is not None
+    )
     if cfg.regularize.early_stop is None and not restore:
         return None
     return EarlyStopping(cfg.regularize.early_stop, restore_best=restore)

@@ -260,12 +260,13 @@ class PlateauFeed(Callback):
     name = "plateau"
 
     def on_epoch_end(self, run, state, row: dict) -> None:
-        plateau = find_plateau(run.scheduler)
-        if plateau is None or (isinstance(run.scheduler, Warmup) and run.scheduler.warming_up):
-            return None
         value = row.get("val_loss", row.get("train_loss"))
-        if value is not None:
-            plateau.observe(value)
+        for scheduler in run.schedulers.values():
+            plateau = find_plateau(scheduler)
+            if plateau is None or (isinstance(scheduler, Warmup) and scheduler.warming_up):
+                continue
+            if value is not None:
+                plateau.observe(value)
         return None
 
 

@@ -10,26 +10,13 @@ number of classes; ``freeze="features"`` then trains the classifier alone.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from torch import nn
 
 from deeper.errors import CheckpointError, ConfigError
-from deeper.models.weights import load_weights
+from deeper.models.weights import load_weights, weights_file
 
 FREEZE = ("none", "features")
-
-
-def resolve_weights(path: str | os.PathLike) -> Path:
-    """A weights file, or the ``model.safetensors`` of a run folder."""
-    p = Path(path)
-    if p.is_dir():
-        if not (p / "model.safetensors").is_file():
-            raise CheckpointError(f"{p} is a folder without model.safetensors (not a finished run)")
-        return p / "model.safetensors"
-    if not p.is_file():
-        raise CheckpointError(f"{p}: no such weights file or run folder")
-    return p
 
 
 def classifier_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -54,7 +41,7 @@ def load_pretrained(
     Returns the file's metadata.  A file for another model, or weights whose shapes
     do not fit (e.g. trained on another number of channels), is a clear error.
     """
-    path = resolve_weights(path)
+    path = weights_file(path)
     state, meta = load_weights(path)
     recorded = meta.get("model")
     if model_name is not None and recorded is not None and recorded != model_name:

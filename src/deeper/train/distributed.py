@@ -14,28 +14,23 @@ process group from them (gloo on the CPU, NCCL on GPUs).  The training run then
   the same early-stopping decisions;
 - logs, checkpoints and writes files on rank 0 only.
 
-``deeper train --nproc N`` (:func:`launch`) re-launches itself under
-``torch.distributed.run`` (torchrun); with ``--max-restarts R`` torchrun restarts
-all workers after a failure and they resume from the last checkpoint.
+``deeper train --nproc N`` (:func:`deeper.train.launch.launch`) re-launches
+itself under ``torch.distributed.run`` (torchrun); with ``--max-restarts R``
+torchrun restarts all workers after a failure and they resume from the last
+checkpoint.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from deeper.errors import ConfigError, DeeperError
-from deeper.runtime import notice, resolve_device
-from deeper.train.callbacks import Callback, register_callback
+from deeper.errors import ConfigError
+from deeper.runtime import resolve_device
 
 
 @dataclass(frozen=True)
@@ -116,12 +111,12 @@ def all_reduce_sums(sums: dict[str, float], count: int) -> tuple[dict[str, float
     return dict(zip(keys, values[:-1])), int(round(values[-1]))
 
 
-def wrap_ddp(model: nn.Module, env: DistEnv) -> nn.Module:
+def wrap_ddp(model: nn.Module, env: DistEnv, *, static_graph: bool = True) -> nn.Module:
     """``model`` in a DDP wrapper (parameters broadcast from rank 0; gradients averaged every backward).
 
-    Gradients are views into DDP's buckets (no copy in and out of them) and the
-    graph is declared static (the same parameters take part in every step), on
-    every device.  On CPUs every gradient goes into one bucket: DDP normally
+    Gradients are views into DDP's buckets (no copy in and out of them) and, for
+    tasks of one forward and one backward per step, the graph is declared static
+    (the same parameters take part in every step), on every device.  On CPUs every gradient goes into one bucket: DDP normally
     starts all-reducing early buckets while backward still runs, but with one
     thread per rank on a core of its own nothing is left to overlap with, and
     each extra gloo all-reduce costs time.  Measured on the 2-core machine
@@ -131,9 +126,13 @@ def wrap_ddp(model: nn.Module, env: DistEnv) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     if env.device.type == "cuda":
-        return DDP(model, device_ids=[env.device.index], gradient_as_bucket_view=True, static_graph=True)
+        return DDP(
+            model, device_ids=[env.device.index], gradient_as_bucket_view=True, static_graph=static_graph
+        )
     megabytes = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
-    return DDP(model, gradient_as_bucket_view=True, static_graph=True, bucket_cap_mb=max(25.0, 2 * megabytes))
+    return DDP(
+        model, gradient_as_bucket_view=True, static_graph=static_graph, bucket_cap_mb=max(25.0, 2 * megabytes)
+    )
 
 
 def per_rank_batch(global_batch: int, world: int) -> int:
@@ -154,87 +153,3 @@ class Silent:
 
     def __getattr__(self, name):
         return lambda *args, **kwargs: None
-
-
-# ------------------------------------------------------------------ failure injection (tests, demos)
-
-FAIL_ENV = "DEEPER_INJECT_FAILURE"
-
-
-class InjectedFailure(Callback):
-    """Kills this process at a given step on the first attempt: ``DEEPER_INJECT_FAILURE=RANK:STEP``.
-
-    Used to test fault tolerance: under ``--max-restarts`` torchrun restarts the
-    workers, which resume from the last checkpoint and no longer fail.
-    """
-
-    name = "injected-failure"
-
-    def __init__(self, rank: int, step: int):
-        self.rank, self.step = rank, step
-
-    def on_step_end(self, run, state) -> None:
-        me = dist.get_rank() if dist.is_initialized() else 0
-        if restart_count() == 0 and me == self.rank and state.global_step == self.step:
-            print(f"deeper: injected failure of rank {me} at step {self.step}", file=sys.stderr, flush=True)
-            os._exit(17)
-
-
-@register_callback
-def _injected_failure(cfg) -> Callback | None:
-    spec = os.environ.get(FAIL_ENV)
-    if not spec:
-        return None
-    try:
-        rank, step = (int(v) for v in spec.split(":"))
-    except ValueError:
-        raise ConfigError(f"{FAIL_ENV} must be RANK:STEP, got {spec!r}") from None
-    return InjectedFailure(rank, step)
-
-
-# ------------------------------------------------------------------ the --nproc launcher
-
-
-def launch(cfg, *, resume: bool = False) -> dict:
-    """Run ``fit(cfg)`` in ``cfg.speed.nproc`` processes under torchrun; return rank 0's result.
-
-    The configuration travels to the workers as a YAML file; the run folder is
-    fixed here (so restarted workers find their checkpoints).  Each worker gets
-    ``cores // nproc`` threads unless ``OMP_NUM_THREADS`` is set.
-    """
-    import yaml
-
-    from deeper.train.run import default_run_dir
-
-    cfg = cfg.resolved()
-    if launched_world_size() > 1:
-        raise ConfigError("--nproc given inside a torchrun worker; use one or the other")
-    run_dir = Path(cfg.run.out) if cfg.run.out else default_run_dir(cfg)
-    cfg_dict = cfg.replace(out=str(run_dir), nproc=1).to_dict()
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.speed.nproc)))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd, cfg_path = tempfile.mkstemp(prefix=".launch-", suffix=".yaml", dir=run_dir)
-    with os.fdopen(fd, "w") as fh:
-        yaml.safe_dump(cfg_dict, fh, sort_keys=False)
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone",
-        f"--nproc-per-node={cfg.speed.nproc}", f"--max-restarts={cfg.speed.max_restarts}",
-        "-m", "deeper.accel.worker", cfg_path, *(["--resume"] if resume else []),
-    ]  # fmt: skip
-    notice(f"launching {cfg.speed.nproc} processes with torchrun (max restarts {cfg.speed.max_restarts}) -> {run_dir}")
-    try:
-        proc = subprocess.run(command, env=env, stdout=sys.stderr)
-    finally:
-        Path(cfg_path).unlink(missing_ok=True)
-    result_file = run_dir / "result.json"
-    if proc.returncode != 0:
-        raise DeeperError(
-            f"distributed training failed (torchrun exit code {proc.returncode}); "
-            f"see the messages above; resume with: deeper train --resume {run_dir} --nproc {cfg.speed.nproc}"
-        )
-    if not result_file.is_file():
-        raise DeeperError(f"distributed training ended without writing {result_file}")
-    result = json.loads(result_file.read_text())
-    result["nproc"] = cfg.speed.nproc
-    return result

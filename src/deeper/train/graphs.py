@@ -35,28 +35,33 @@ from __future__ import annotations
 import time
 
 import torch
-from torch import nn
 
 from deeper.errors import ConfigError, DivergedError
 from deeper.runtime import notice
-from deeper.train.loop import LoopState, Updater
-from deeper.train.tasks import StepOutput, Task
+from deeper.tasks.base import Nets, StepOutput, Task
+from deeper.train.loop import LoopState
+from deeper.train.stepper import Stepper
 
 
 def _signature(batch) -> tuple:
     return tuple((tuple(t.shape), t.dtype, t.stride()) for t in batch)
 
 
+def _detach(value):
+    return value.detach() if isinstance(value, torch.Tensor) else value
+
+
 def _detached(out: StepOutput) -> StepOutput:
-    outputs = out.outputs.detach() if isinstance(out.outputs, torch.Tensor) else out.outputs
-    return StepOutput(out.loss.detach(), outputs, out.sums, out.count)
+    return StepOutput(
+        _detach(out.loss), out.sums, out.count, _detach(out.outputs), _detach(out.preds), _detach(out.target)
+    )
 
 
-class GraphedUpdater(Updater):
-    """An :class:`~deeper.train.loop.Updater` that replays a captured CUDA graph of forward and backward."""
+class GraphedStepper(Stepper):
+    """A :class:`~deeper.train.stepper.Stepper` that replays a captured CUDA graph of forward and backward."""
 
     def __init__(
-        self, optimizer: torch.optim.Optimizer, scheduler=None, *, amp=None,
+        self, optimizers: dict[str, torch.optim.Optimizer], schedulers: dict | None = None, *, amp=None,
         clip_grad: float | None = None, warmup: int = 3, check_every: int = 100,
     ):  # fmt: skip
         if amp is not None and amp.needs_scaler:
@@ -64,7 +69,10 @@ class GraphedUpdater(Updater):
                 "--cuda-graphs cannot run with --amp fp16 (its grad scaler syncs with the host every step); "
                 "use --amp bf16 or off"
             )
-        super().__init__(optimizer, scheduler, amp=amp, clip_grad=clip_grad)
+        super().__init__(optimizers, schedulers, amp=amp, clip_grad=clip_grad)
+        self.name = self.only()
+        self.optimizer = self.optimizers[self.name]
+        self.scheduler = self.schedulers.get(self.name)
         self.warmup, self.check_every = warmup, check_every
         self.graph: torch.cuda.CUDAGraph | None = None
         self.signature: tuple | None = None
@@ -83,18 +91,18 @@ class GraphedUpdater(Updater):
             return torch.autocast("cuda", enabled=False)
         return torch.autocast("cuda", dtype=self.amp.dtype, cache_enabled=False)
 
-    def _warmup_step(self, model: nn.Module, task: Task, batch, state: LoopState) -> StepOutput:
+    def _warmup_step(self, task: Task, nets: Nets, batch, state: LoopState) -> StepOutput:
         if self._stream is None:
             self._stream = torch.cuda.Stream()
         current = torch.cuda.current_stream()
         self._stream.wait_stream(current)
         with torch.cuda.stream(self._stream):
-            out = super().step(model, task, batch, state)
+            out = super().step(task, nets, batch, state)
         current.wait_stream(self._stream)
         self.eager_steps += 1
         return _detached(out)  # the autograd graph of a side-stream step must not outlive it
 
-    def _capture(self, model: nn.Module, task: Task, batch) -> None:
+    def _capture(self, task: Task, nets: Nets, batch) -> None:
         t0 = time.perf_counter()
         device = batch[0].device
         self.signature = _signature(batch)
@@ -104,7 +112,7 @@ class GraphedUpdater(Updater):
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             with self._autocast():
-                out = task.training_step(model, self.static_batch)
+                out = task.loss(nets, self.static_batch)
             out.loss.backward()
             self.nonfinite |= ~torch.isfinite(out.loss.detach())
         self.graph = graph
@@ -113,19 +121,21 @@ class GraphedUpdater(Updater):
         torch.cuda.synchronize(device)
         self.capture_seconds += time.perf_counter() - t0
 
-    def step(self, model: nn.Module, task: Task, batch, state: LoopState) -> StepOutput:
+    def step(self, task: Task, nets: Nets, batch, state: LoopState) -> StepOutput:
         if self.graph is None:
             if self.eager_steps < self.warmup:
-                return self._warmup_step(model, task, batch, state)
-            self._capture(model, task, batch)
+                return self._warmup_step(task, nets, batch, state)
+            self._capture(task, nets, batch)
         if _signature(batch) != self.signature:  # e.g. the last, shorter batch of an epoch
             self.eager_steps += 1
-            return super().step(model, task, batch, state)
+            return super().step(task, nets, batch, state)
         for static, t in zip(self.static_batch, batch):
             static.copy_(t)
         self.graph.replay()
         if self.clip_grad is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad)
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in self.optimizer.param_groups for p in g["params"]], self.clip_grad
+            )
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
@@ -135,7 +145,8 @@ class GraphedUpdater(Updater):
             self.end_epoch(state)
         out = self.static_out
         # the sums are read after the next replay has overwritten the graph's outputs: hand out copies
-        return StepOutput(out.loss, out.outputs, {k: v.clone() for k, v in out.sums.items()}, out.count)
+        sums = {k: v.clone() for k, v in out.sums.items()}
+        return StepOutput(out.loss, sums, out.count, out.outputs, out.preds, out.target)
 
     def end_epoch(self, state: LoopState) -> None:
         """Read the non-finite flag (one host sync) and stop a diverged run."""
@@ -148,10 +159,10 @@ class GraphedUpdater(Updater):
             )
 
 
-def make_graphed_updater(
-    optimizer, scheduler, *, amp, device: torch.device, clip_grad, weight_noise, world_size: int
-) -> GraphedUpdater | None:
-    """The updater for ``--cuda-graphs``, or ``None`` (with a notice) where CUDA graphs cannot run."""
+def make_graphed_stepper(
+    optimizers: dict, schedulers: dict, *, amp, device: torch.device, clip_grad, weight_noise, world_size: int
+) -> GraphedStepper | None:
+    """The stepper for ``--cuda-graphs``, or ``None`` (with a notice) where CUDA graphs cannot run."""
     if device.type != "cuda":
         notice("--cuda-graphs ignored: CUDA graphs need a CUDA device; training eagerly")
         return None
@@ -159,4 +170,4 @@ def make_graphed_updater(
         raise ConfigError("--cuda-graphs cannot run with --weight-noise (it swaps the weights every step)")
     if world_size > 1:
         raise ConfigError("--cuda-graphs runs in one process; drop --nproc or --cuda-graphs")
-    return GraphedUpdater(optimizer, scheduler, amp=amp, clip_grad=clip_grad)
+    return GraphedStepper(optimizers, schedulers, amp=amp, clip_grad=clip_grad)

@@ -1,8 +1,14 @@
-"""``fit``: a whole training run from a :class:`TrainConfig`, resumable bit for bit.
+"""The engine: a whole training run of any task in one process (or one torchrun rank), resumable bit for bit.
 
-A resumed run restores the weights, optimizer and schedule state, the RNG, the
-position inside the epoch, the epoch's metric sums and every callback's state,
-so N steps + checkpoint + new process + N steps equals 2N steps straight.
+A resumed run restores every part's weights, every optimizer, schedule and
+grad scaler, the RNG, the task's own state, the sources' state (an
+augmentation generator, an environment), the position inside the epoch, the
+epoch's metric sums and every callback's state, so N steps + checkpoint + new
+process + N steps equals 2N steps straight.
+
+:func:`run_epochs` (the epoch loop: train, validate, log, call back,
+checkpoint) and :func:`run_result` are shared with the from-scratch NumPy
+engine (:mod:`deeper.scratch.trainer`).
 """
 
 from __future__ import annotations
@@ -18,10 +24,13 @@ from deeper.errors import ConfigError, DeeperError
 from deeper.fileio import write_text_atomic
 from deeper.models import count_parameters, save_weights
 from deeper.runtime import notice, rng_state, set_rng_state
+from deeper.tasks.base import Metric, Task
+from deeper.train import average, regularize, schedule  # noqa: F401 (register their callbacks)
 from deeper.train.callbacks import Callback, callbacks_for
 from deeper.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from deeper.train.config import TrainConfig
-from deeper.train.loop import LoopState, evaluate, train_one_epoch
+from deeper.train.loop import LoopState, evaluate, steps_per_epoch, train_one_epoch
+from deeper.train.metrics import scalars
 from deeper.train.run import Run, build_run, default_run_dir
 
 
@@ -31,21 +40,22 @@ class Interrupted(DeeperError):
     exit_code = 130
 
 
-def fit(
+def run_engine(
     cfg: TrainConfig,
     *,
     resume: bool = False,
     callbacks: list[Callback] | None = None,
     log: Callable[[str], None] = notice,
 ) -> dict:
-    """Train as ``cfg`` says; return the summary also written to ``result.json``.
+    """Train as ``cfg`` says in this process; return the summary also written to ``result.json``.
 
     With ``resume=True``, ``cfg.run.out`` must be an existing run folder: training
     continues from its latest checkpoint.  ``callbacks`` are added to those the
-    configuration turns on.
+    configuration turns on.  (:func:`deeper.train.fit` is the entry point that also
+    launches several processes, ensembles and the scratch engine.)
     """
     cfg = cfg.resolved()
-    from deeper.accel.distributed import Silent, all_reduce_sums, broadcast_object, init_distributed
+    from deeper.train.distributed import Silent, all_reduce_sums, broadcast_object, init_distributed
 
     world = init_distributed(cfg.run.device)  # None unless launched by torchrun with several processes
     if world is not None and not world.is_main:
@@ -66,28 +76,29 @@ def fit(
     )
     logger.write_config(cfg.to_dict())
     n_params = count_parameters(run.model)
-    n_val = len(run.val_loader.dataset) if run.val_loader else 0
+    o = cfg.optim
     log(
-        f"training {cfg.model} ({n_params:,} parameters) on {cfg.data} "
-        f"({len(run.train_loader.dataset):,} train / {n_val:,} val) on {run.device}"
+        f"training {_describe_parts(run)} on {cfg.data} ({_sizes(run)}) on {run.device}"
         f"{f' x {run.world_size} processes' if run.world_size > 1 else ''}"
-        f"{f', amp {cfg.speed.amp}' if run.amp is not None and run.amp.enabled else ''}, recipe {cfg.recipe}: "
-        f"{cfg.optim.optimizer} lr {cfg.optim.lr:g}, batch {cfg.optim.batch_size}, {cfg.optim.epochs} epochs, schedule {cfg.optim.schedule} "
-        f"-> {run_dir}"
+        f"{f', amp {cfg.speed.amp}' if run.amp is not None and run.amp.enabled else ''}"
+        f"{f', task {cfg.task}' if cfg.task != 'classify' else ''}, recipe {cfg.recipe}: "
+        f"{o.optimizer} lr {o.lr:g}, batch {o.batch_size}, {o.epochs} epochs, schedule {o.schedule} -> {run_dir}"
     )
 
     def checkpoint() -> None:
         if not run.is_main:
             return
+        state.snapshot_sums()
         save_checkpoint(
             run_dir,
             state.global_step,
-            run.model.state_dict(),
+            run.parts.module_state(),
             {
-                "optimizer": run.optimizer.state_dict(),
-                "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+                **run.parts.optimizer_state(),
                 "rng": rng_state(),
-                "updater": run.updater.state_dict(),
+                "stepper": run.stepper.state_dict(),
+                "task": run.task.state_dict(),
+                "sources": {"train": source_state(run.train_loader)},
                 "loop": state.to_dict(),
                 "callbacks": {cb.name: cb.state_dict() for cb in cbs},
                 "config": cfg.to_dict(),
@@ -95,14 +106,14 @@ def fit(
         )
 
     stop: list[str] = []
+    per_epoch = steps_per_epoch(run.train_loader)
 
     def on_step(s: LoopState) -> bool:
-        if s.global_step % 50 == 0:
-            logger.scalar(
-                "loss/train_step", s.epoch_sums.get("loss", 0.0) / max(1, s.epoch_count), s.global_step
-            )
-        at_epoch_end = s.step_in_epoch == len(run.train_loader)  # the epoch-end checkpoint follows
-        if cfg.run.checkpoint_every and s.global_step % cfg.run.checkpoint_every == 0 and not at_epoch_end:
+        if s.global_step % 50 == 0 and (loss := s.live_metric("loss")) is not None:
+            logger.scalar("loss/train_step", loss, s.global_step)
+        at_epoch_end = s.step_in_epoch == per_epoch  # the epoch-end checkpoint follows
+        every = cfg.run.checkpoint_every
+        if every and s.global_step % every == 0 and not at_epoch_end:
             checkpoint()
         for cb in cbs:
             if reason := cb.on_step_end(run, s):
@@ -113,24 +124,55 @@ def fit(
 
     def train_epoch() -> dict:
         return train_one_epoch(
-            run.train_model, run.task, run.train_loader, updater=run.updater, state=state, on_step=on_step,
-            progress=cfg.run.progress if run.is_main else False, desc=f"epoch {state.epoch + 1}/{cfg.optim.epochs}",
+            run.parts, run.task, run.train_loader, stepper=run.stepper, state=state, on_step=on_step,
+            progress=cfg.run.progress if run.is_main else False, desc=f"epoch {state.epoch + 1}/{o.epochs}",
         )  # fmt: skip
 
     hooks = EpochHooks(
         train_epoch=train_epoch,
-        validate=(lambda: evaluate(run.final_model, run.task, run.val_loader)) if run.val_loader else None,
-        lr=lambda: float(run.optimizer.param_groups[0]["lr"]),
+        validate=(lambda: evaluate(run.parts, run.task, run.val_loader, split="val"))
+        if run.val_loader
+        else None,
+        lr=lambda: learning_rates(run.parts.optimizers),
         # each rank trained on its own shard: add the sums up
         reduce=(lambda: run.task.summarize(*all_reduce_sums(state.epoch_sums, state.epoch_count)))
         if run.world_size > 1
         else None,
         world_size=run.world_size,
+        task=run.task,
     )
     run_epochs(
         run, state, hooks, cbs=cbs, logger=logger, log=log, checkpoint=checkpoint, run_dir=run_dir, stop=stop
     )
     return _finish(run, state, run_dir, logger, stop[0] if stop else "completed", n_params, started)
+
+
+def _describe_parts(run: Run) -> str:
+    if len(run.parts.modules) == 1:
+        return f"{run.label.split(' on ')[0]} ({count_parameters(run.model):,} parameters)"
+    parts = ", ".join(f"{n} {count_parameters(m):,}" for n, m in run.parts.modules.items())
+    return f"{run.label.split(' on ')[0]} (parameters: {parts})"
+
+
+def _sizes(run: Run) -> str:
+    def n(source) -> str:
+        ds = getattr(source, "dataset", None)
+        return f"{len(ds):,}" if ds is not None else "-"
+
+    if getattr(run.train_loader, "dataset", None) is None:
+        return f"{steps_per_epoch(run.train_loader):,} steps per epoch"
+    return f"{n(run.train_loader)} train / {n(run.val_loader) if run.val_loader else 0} val"
+
+
+def learning_rates(optimizers: dict) -> dict[str, float]:
+    """``{"lr": ...}`` for one optimizer, ``{"lr_G": ..., "lr_D": ...}`` for several (first param group)."""
+    if len(optimizers) == 1:
+        return {"lr": float(next(iter(optimizers.values())).param_groups[0]["lr"])}
+    return {f"lr_{n}": float(o.param_groups[0]["lr"]) for n, o in optimizers.items()}
+
+
+def source_state(source) -> dict:
+    return source.state_dict() if hasattr(source, "state_dict") else {}
 
 
 @dataclass
@@ -139,10 +181,11 @@ class EpochHooks:
 
     train_epoch: Callable[[], dict]  # train the current epoch (from state.step_in_epoch); its metrics
     validate: Callable[[], dict] | None  # metrics on the validation split
-    lr: Callable[[], float]  # the learning rate now
+    lr: Callable[[], dict[str, float]]  # the learning rate(s) now, as row entries
     reduce: Callable[[], dict] | None = None  # the epoch's metrics over all ranks (data parallel)
     after_callbacks: Callable[[], None] | None = None  # e.g. take up a rate a callback changed
     world_size: int = 1
+    task: Task | None = None  # whose metrics the epoch line shows (None: classification's)
 
 
 def run_epochs(
@@ -151,6 +194,8 @@ def run_epochs(
 ) -> None:  # fmt: skip
     """The epoch loop both engines share: train, validate, log, call back, checkpoint; Ctrl-C saves."""
     cfg = run.cfg
+    per_epoch = steps_per_epoch(run.train_loader)
+    metrics, unit = _line_metrics(hooks.task)
     try:
         while state.epoch < cfg.optim.epochs and not stop:
             if cfg.run.max_steps is not None and state.global_step >= cfg.run.max_steps:
@@ -159,7 +204,7 @@ def run_epochs(
             run.train_loader.set_epoch(state.epoch, skip_batches=state.step_in_epoch)
             t0, s0 = state.train_seconds, state.train_samples
             train_metrics = hooks.train_epoch()
-            if state.step_in_epoch < len(run.train_loader):  # stopped inside the epoch
+            if state.step_in_epoch < per_epoch:  # stopped inside the epoch
                 checkpoint()
                 break
             if hooks.reduce is not None:
@@ -167,11 +212,10 @@ def run_epochs(
             row = {"epoch": state.epoch + 1, "step": state.global_step}
             row.update({f"train_{k}": v for k, v in train_metrics.items()})
             if hooks.validate is not None:
-                row.update({f"val_{k}": v for k, v in hooks.validate().items()})
+                row.update({f"val_{k}": v for k, v in scalars(hooks.validate()).items()})
             dt, dn = state.train_seconds - t0, state.train_samples - s0
-            row.update(
-                lr=hooks.lr(), epoch_seconds=dt, img_per_s=dn * hooks.world_size / dt if dt else math.nan
-            )
+            row.update(hooks.lr())
+            row.update(epoch_seconds=dt, img_per_s=dn * hooks.world_size / dt if dt else math.nan)
             for cb in cbs:
                 if reason := cb.on_epoch_end(run, state, row):
                     stop.append(reason)
@@ -180,7 +224,7 @@ def run_epochs(
             state.history.append(row)
             state.epoch, state.step_in_epoch, state.epoch_sums, state.epoch_count = state.epoch + 1, 0, {}, 0
             logger.epoch(state.history, state.global_step)
-            log(_epoch_line(row, cfg.optim.epochs))
+            log(epoch_line(row, cfg.optim.epochs, metrics, unit))
             checkpoint()
     except KeyboardInterrupt:
         checkpoint()
@@ -225,37 +269,50 @@ def interrupted(state: LoopState, run_dir: Path) -> Interrupted:
 
 
 def _restore(run: Run, cbs: list[Callback], path: Path) -> LoopState:
-    model_state, saved = load_checkpoint(path)
-    run.model.load_state_dict(model_state)
-    run.optimizer.load_state_dict(saved["optimizer"])
-    if run.scheduler is not None and saved.get("scheduler") is not None:
-        run.scheduler.load_state_dict(saved["scheduler"])
-    for cb in cbs:
-        cb.load_state_dict(saved.get("callbacks", {}).get(cb.name, {}))
-    run.updater.load_state_dict(saved.get("updater", {}))
-    set_rng_state(saved["rng"])
-    return LoopState(**saved["loop"])
+    from deeper.errors import CheckpointError
+
+    tensors, saved = load_checkpoint(path)
+    try:
+        run.parts.load_module_state(tensors, str(path))
+        run.parts.load_optimizer_state(saved, str(path))
+        for cb in cbs:
+            cb.load_state_dict(saved.get("callbacks", {}).get(cb.name, {}))
+        run.stepper.load_state_dict(saved.get("stepper", {}))
+        run.task.load_state_dict(saved.get("task", {}))
+        if hasattr(run.train_loader, "load_state_dict"):
+            run.train_loader.load_state_dict(saved.get("sources", {}).get("train", {}))
+        set_rng_state(saved["rng"])
+        return LoopState(**saved["loop"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: the checkpoint does not match this run ({type(e).__name__}: {e})"
+        ) from None
 
 
 def _finish(
     run: Run, state: LoopState, run_dir: Path, logger, stopped: str, n_params: int, started: float
 ) -> dict:
-    cfg = run.cfg
-    model = run.final_model
-    test_metrics = evaluate(model, run.task, run.test_loader)
+    cfg, task = run.cfg, run.task
+    test = evaluate(run.parts, task, run.test_loader, split="test") if run.test_loader is not None else {}
     weights = run_dir / "model.safetensors"
     if run.is_main:
-        save_weights(model, weights, {**run.metadata, "test_accuracy": test_metrics.get("accuracy")})
+        meta = {**run.metadata, "task": cfg.task, f"test_{task.primary}": test.get(task.primary)}
+        if cfg.task_args:
+            meta["task_args"] = cfg.task_args
+        save_weights(run.final_model, weights, meta)
     if state.history and run.is_main:
         from deeper.analysis.plots import plot_curves
 
+        keys = {k.partition("_")[2] for row in state.history for k in row}
+        shown = tuple(m.name for m in task.metrics if m.shown and m.name in keys)
         plot_curves(
-            state.history, run_dir / "curves.png", title=f"{cfg.model} on {cfg.data} ({cfg.recipe} recipe)"
+            state.history, run_dir / "curves.png", title=f"{run.label} ({cfg.recipe} recipe)", metrics=shown
         )
     logger.close()
     result = run_result(
-        cfg, state, test_metrics, stopped=stopped, started=started, params=n_params, device=str(run.device),
-        world_size=run.world_size, amp=cfg.speed.amp, run_dir=run_dir, weights=weights, **run.extras,
+        cfg, state, test, stopped=stopped, started=started, params=n_params, device=str(run.device),
+        world_size=run.world_size, amp=cfg.speed.amp, run_dir=run_dir, weights=weights, task=task,
+        model=run.metadata.get("model", cfg.model), data=run.metadata.get("dataset", cfg.data), **run.extras,
     )  # fmt: skip
     if run.is_main:
         write_text_atomic(run_dir / "result.json", json.dumps(result, indent=2) + "\n")
@@ -274,21 +331,31 @@ def run_result(
     run_dir: Path,
     weights: Path,
     world_size: int = 1,
+    task: Task | None = None,
+    model: str | None = None,
+    data: str | None = None,
     **extra,
 ) -> dict:
     """The ``result.json`` of a finished run (either engine): what was trained, how well, how fast.
 
-    ``extra`` (the scratch engine's ``engine`` and ``dtype``) goes before the paths.
+    Every scalar test figure of the task is a ``test_<metric>`` entry (``test_accuracy``,
+    ``test_loss``, ...), the last validation figure of its primary metric ``val_<metric>``;
+    ``test`` holds all the test figures (a confusion matrix too).  ``extra`` (the scratch
+    engine's ``engine`` and ``dtype``) goes before the paths.
     """
+    primary = task.primary if task is not None else "accuracy"
     last = state.history[-1] if state.history else {}
     seconds = state.train_seconds
+    flat = {f"test_{k}": v for k, v in scalars(test).items()}
     return {
-        "model": cfg.model,
-        "data": cfg.data,
+        "task": cfg.task,
+        "model": model or cfg.model,
+        "data": data or cfg.data,
         "recipe": cfg.recipe,
-        "test_accuracy": test.get("accuracy"),
-        "test_loss": test.get("loss"),
-        "val_accuracy": last.get("val_accuracy"),
+        "primary_metric": primary,
+        f"test_{primary}": test.get(primary),
+        **flat,
+        f"val_{primary}": last.get(f"val_{primary}"),
         "epochs": state.epoch,
         "steps": state.global_step,
         "stopped": stopped,
@@ -298,16 +365,32 @@ def run_result(
         "params": params,
         "device": device,
         "world_size": world_size,
+        "test": test,
         **extra,
         "run_dir": str(run_dir),
         "weights": str(weights),
     }
 
 
-def _epoch_line(row: dict, epochs: int) -> str:
+_CLASSIFY_LINE = (Metric("loss", higher_is_better=False), Metric("accuracy", label="acc"))
+
+
+def _line_metrics(task: Task | None) -> tuple[tuple[Metric, ...], str]:
+    if task is None:
+        return _CLASSIFY_LINE, "img"
+    return tuple(m for m in task.metrics if m.shown), task.unit
+
+
+def epoch_line(
+    row: dict, epochs: int, metrics: tuple[Metric, ...] = _CLASSIFY_LINE, unit: str = "img"
+) -> str:
+    """``epoch 3/6 | train loss 0.1234 acc 0.9876 | val loss ... | 12.3 s (4,000 img/s)``."""
     parts = [f"epoch {row['epoch']}/{epochs}"]
-    parts.append(f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}")
-    if "val_accuracy" in row:
-        parts.append(f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}")
-    parts.append(f"{row['epoch_seconds']:.1f} s ({row['img_per_s']:,.0f} img/s)")
+    for split in ("train", "val"):
+        shown = [
+            f"{m.shown} {row[f'{split}_{m.name}']:{m.fmt}}" for m in metrics if f"{split}_{m.name}" in row
+        ]
+        if shown:
+            parts.append(f"{split} {' '.join(shown)}")
+    parts.append(f"{row['epoch_seconds']:.1f} s ({row['img_per_s']:,.0f} {unit}/s)")
     return " | ".join(parts)
