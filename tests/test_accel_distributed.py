@@ -87,6 +87,33 @@ def _worker(rank: int, world: int, port: int, tmp: str) -> None:
     result = fit(cfg, callbacks=[Rows()])
     out["rows"], out["fit_steps"], out["world_size"] = rows, result["steps"], result["world_size"]
 
+    # metrics: sums are added and concatenating states gathered across ranks
+    from deeper.tasks import StepOutput, create_task
+    from deeper.tasks.toys import EnergyDistance
+    from deeper.train.metrics import Meter
+
+    fake, real = _points()
+    half = slice(rank * 10, (rank + 1) * 10)
+    meter = Meter(create_task("gan-2d"), {"energy": EnergyDistance()}, sync=True)
+    sums = {"loss_d": torch.tensor(10.0 * (rank + 1)), "loss_g": torch.tensor(5.0)}
+    meter.add(StepOutput(None, sums, 10, preds=fake[half], target=real[half]))
+    out["meter"] = meter.compute()
+
+    # a task of two parts with an optimizer each (a GAN): both wrapped, replicas stay identical
+    gan = TrainConfig(task="gan-2d", task_args={"points": 128, "width": 16}, batch_size=32, epochs=1,
+                      out=f"{tmp}/gan-rank{rank}", tensorboard=False, progress=False, device="cpu")  # fmt: skip
+    finals = {}
+
+    class Final(Callback):
+        name = "final"
+
+        def on_fit_end(self, run, state):
+            finals.update({n: float(torch.cat([p.detach().flatten() for p in m.parameters()]).double().sum())
+                           for n, m in run.parts.modules.items()})  # fmt: skip
+
+    out["gan_steps"] = fit(gan, callbacks=[Final()])["steps"]
+    out["gan_params"] = finals
+
     # FSDP: sharded parameters, same losses as the unsharded model on the whole batch
     torch.manual_seed(0)
     sharded = shard_model(create_model("deep-convnet", dropout=0.0))
@@ -106,6 +133,11 @@ def _worker(rank: int, world: int, port: int, tmp: str) -> None:
     out["fsdp_full_numel"] = sum(v.numel() for v in full.values())
     dist.destroy_process_group()
     Path(tmp, f"rank{rank}.json").write_text(json.dumps(out))
+
+
+def _points():
+    g = torch.Generator().manual_seed(3)
+    return torch.randn(20, 2, generator=g), torch.randn(20, 2, generator=g) + 1
 
 
 def _unsharded_losses(x, y, steps=3):
@@ -141,6 +173,17 @@ def test_ddp_and_fsdp_on_two_cpu_processes(tmp_path):
     assert (tmp_path / "fit-rank0" / "result.json").is_file()
     assert (tmp_path / "fit-rank0" / "model.safetensors").is_file()
     assert not (tmp_path / "fit-rank1").exists()
+    # metrics over both ranks are the metrics over all the data
+    from deeper.tasks.toys import EnergyDistance
+
+    whole = EnergyDistance()
+    whole.update(*_points())
+    for r in (r0, r1):
+        assert r["meter"]["loss_d"] == 1.5 and r["meter"]["loss_g"] == 0.5
+        assert r["meter"]["energy"] == pytest.approx(float(whole.compute()), rel=1e-9)
+    # the GAN trained 128 / 32 = 4 steps on both ranks, and rank 0 alone wrote it
+    assert r0["gan_steps"] == r1["gan_steps"] == 4 and not (tmp_path / "gan-rank1").exists()
+    assert r0["gan_params"] == r1["gan_params"] and set(r0["gan_params"]) == {"G", "D"}  # replicas agree
     # FSDP: each rank holds about half of the parameters; the loss curve is the unsharded one
     g = torch.Generator().manual_seed(1)
     x, y = torch.rand(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g)

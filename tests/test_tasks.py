@@ -37,17 +37,13 @@ def teacher(tmp_path_factory) -> str:
 
 
 def tiny(name: str, teacher: str) -> dict:
-    """A few steps of every registered task on tiny data (2 epochs, 4-6 steps each)."""
-    images = dict(data="digits", subset=80, batch_size=16, val_size=0.2, eval_batch_size=200)
-    settings = {
-        "classify": dict(model="lenet5", augment="rotate=10", **images),
-        "distill": dict(model="mlp", task_args={"teacher": teacher}, **images),
-        "gan-2d": dict(task_args={"points": 96, "width": 16}, batch_size=16),
-        "chain-dqn": dict(task_args={"steps": 5, "sync": 3, "episodes": 2}, batch_size=8),
-    }
-    if name not in settings:
-        pytest.fail(f"task {name!r} has no contract settings: add it to tiny() in {__file__}")
-    return {"task": name, "epochs": 2, **settings[name], **QUIET}
+    """The task's own dry-run settings (a few steps on tiny data), with a teacher where one is needed."""
+    settings = dict(get_task_class(name).dry_run)
+    if not settings:
+        pytest.fail(f"task {name!r} declares no dry_run settings (a few steps on tiny data)")
+    if name == "distill":
+        settings["task_args"] = {**settings.get("task_args", {}), "teacher": teacher}
+    return {"task": name, **settings, **QUIET}
 
 
 def _parts(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -67,8 +63,8 @@ def test_every_task_resumes_in_a_new_process_bit_for_bit(name, teacher, tmp_path
     options = tiny(name, teacher)
     straight = fit(TrainConfig(**options, out=str(tmp_path / "straight")))
     steps = straight["steps"]
-    assert steps >= 4 and straight["epochs"] == 2
-    stop = steps // 2 + 1  # inside the second epoch
+    assert steps >= 4 and straight["epochs"] >= 2
+    stop = steps // 2 + 1  # inside an epoch after the first
     first = fit(TrainConfig(**options, max_steps=stop, out=str(tmp_path / "split")))
     assert first["steps"] == stop and first["stopped"] == f"max-steps {stop}"
     cmd = [
@@ -287,3 +283,63 @@ def test_parts_checkpoint_every_module_under_its_name():
     assert torch.equal(other.modules["D"].weight, b.weight)
     with pytest.raises(ConfigError, match="exported part 'net'"):
         Parts({"G": a})
+
+
+# ----------------------------------------------------------------------------- batches of variable-size targets
+
+
+class CountDigits(Task):
+    """Regress how many digits a scene holds (a test task: its targets are lists of per-scene dicts)."""
+
+    name = "count-digits-test"
+    metrics = (Metric("loss", higher_is_better=False), Metric("exact"))
+    primary = "exact"
+
+    def loss(self, nets, batch):
+        x, targets = batch
+        n = torch.tensor([float(len(t["labels"])) for t in targets])
+        pred = nets["net"](x).squeeze(1)
+        loss = torch.nn.functional.mse_loss(pred, n)
+        return StepOutput(loss, {"loss": loss.detach() * len(x), "exact": (pred.round() == n).sum()}, len(x))
+
+    evaluation_step = loss
+
+
+def test_scene_batches_carry_one_target_dict_per_scene_through_the_loop():
+    from deeper.data import ImageDataset
+    from deeper.data.scenes import SceneLoader, generate_scenes
+    from deeper.train import evaluate
+
+    g = torch.Generator().manual_seed(0)
+    digits = ImageDataset(
+        "fake", (torch.rand(200, 1, 28, 28, generator=g) > 0.7).to(torch.uint8) * 255,
+        torch.randint(0, 10, (200,), generator=g), tuple("0123456789"),
+    )  # fmt: skip
+    scenes = generate_scenes("scenes-det", digits, "train", n=48)
+    loader = SceneLoader(scenes, 16, shuffle=True, seed=0, masks=True)
+    x, targets = next(iter(loader))
+    assert x.shape == (16, 1, 128, 128) and len(targets) == 16
+    sizes = {len(t["labels"]) for t in targets}
+    assert len(sizes) > 1  # scenes hold different numbers of digits
+    assert all(
+        t["boxes"].shape == (len(t["labels"]), 4) and t["masks"].shape[0] == len(t["labels"]) for t in targets
+    )
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(16, 1))
+    state = LoopState()
+    train_one_epoch(net, CountDigits(), loader, torch.optim.SGD(net.parameters(), lr=0.01), state=state)
+    assert state.global_step == 3 and state.train_samples == 48
+    assert 0 <= evaluate(net, CountDigits(), SceneLoader(scenes, 48))["exact"] <= 1
+
+
+@pytest.mark.parametrize("name", ["classify", "gan-2d", "chain-dqn"])
+def test_dry_run_trains_a_few_steps_on_tiny_data_in_a_fresh_folder(name, capsys, tmp_path, monkeypatch):
+    import tempfile
+
+    from deeper.cli import main
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert main(["train", "--task", name, "--dry-run", "--epochs", "50", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["task"] == name and r["epochs"] == get_task_class(name).dry_run["epochs"] and r["steps"] <= 12
+    assert Path(r["run_dir"]).parent == tmp_path and Path(r["run_dir"]).name.startswith("deeper-dry-run-")

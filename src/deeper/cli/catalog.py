@@ -115,7 +115,9 @@ def run_tasks(args, out) -> dict:
     for name in list_tasks(args.pattern):
         cls = get_task_class(name)
         models = list_models(family=cls.model_family) if cls.model_family else []
-        data = [d for d in list_datasets() if get_dataset_spec(d).kind == cls.data_kind] if cls.data_kind else []
+        data = (
+            [d for d in list_datasets() if get_dataset_spec(d).kind == cls.data_kind] if cls.data_kind else []
+        )
         rows.append(
             {
                 "name": name,

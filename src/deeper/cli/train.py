@@ -24,7 +24,7 @@ RESUMABLE |= {"nproc", "max_restarts", "compile", "cuda_graphs"}
 #: repeatable KEY=VALUE options, collected into dicts
 KWARG_OPTIONS = ("model_kwargs", "task_args", "optimizer_kwargs", "schedule_kwargs")
 #: argparse entries that are not training options
-NOT_OPTIONS = ("run", "command", "json", "resume")
+NOT_OPTIONS = ("run", "command", "json", "resume", "dry_run")
 
 
 def _val_size(text: str) -> int | float:
@@ -102,6 +102,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("run")
     r.add_argument("--out", default=S, metavar="DIR", help="run folder [runs/MODEL-DATA-TIMESTAMP]")
     r.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
+    r.add_argument(
+        "--dry-run", action="store_true",
+        help="a few steps of the task on tiny data (its own settings override the recipe), into a temporary folder",
+    )  # fmt: skip
     r.add_argument("--seed", type=int, default=S, help="seed for initialisation, shuffling and dropout [0]")
     r.add_argument("--device", default=S, help="auto, cpu, cuda or cuda:N [auto]")
     r.add_argument("--deterministic", action="store_true", default=S, help="use only deterministic kernels")
@@ -244,6 +248,18 @@ def given_options(args: argparse.Namespace, *, skip: tuple[str, ...] = ()) -> di
     return given
 
 
+def dry_run_options(given: dict) -> dict:
+    """``given`` with the task's tiny settings on top (a few steps on tiny data), into a fresh folder."""
+    import tempfile
+
+    from deeper.tasks import get_task_class
+
+    tiny = dict(get_task_class(given.get("task", "classify")).dry_run)
+    task_args = {**given.get("task_args", {}), **tiny.pop("task_args", {})}
+    out = given.get("out") or tempfile.mkdtemp(prefix="deeper-dry-run-")
+    return {**given, **tiny, "task_args": task_args, "out": out, "tensorboard": False}
+
+
 def config_from_args(
     args: argparse.Namespace, *, skip: tuple[str, ...] = (), defaults: dict | None = None
 ) -> tuple[TrainConfig, bool]:
@@ -259,6 +275,10 @@ def config_from_args(
 
     given = given_options(args, skip=skip)
     resume = getattr(args, "resume", None)
+    if getattr(args, "dry_run", False):
+        if resume:
+            raise ConfigError("--dry-run starts a run of its own; it cannot --resume one")
+        given = dry_run_options(given)
     if not resume:
         return TrainConfig(**{**(defaults or {}), **given}), False
     run_dir = Path(resume)

@@ -105,17 +105,21 @@ class BatchLoader:
             idx = idx[self.rank :: self.world_size]
         return idx.to(self.dataset.device)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator:
         idx = self.order(self.epoch)
         start, self._skip = self._skip, 0
         bs = self.batch_size
-        images, labels = self.dataset.images, self.dataset.labels
         for b in range(start, len(self)):
-            sel = idx[b * bs : (b + 1) * bs]
-            x = images[sel].to(self.dtype).div_(255.0)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = labels[sel]
-            if self.transform is not None:
-                x, y = self.transform(x, y)
-            yield x, y
+            yield self.batch(idx[b * bs : (b + 1) * bs])
+
+    def images(self, sel: torch.Tensor) -> torch.Tensor:
+        """The images at indices ``sel`` as floats in [0, 1], in the loader's dtype and memory layout."""
+        x = self.dataset.images[sel].to(self.dtype).div_(255.0)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def batch(self, sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of the samples at indices ``sel``: ``(images, labels)``, transformed."""
+        x, y = self.images(sel), self.dataset.labels[sel]
+        if self.transform is not None:
+            x, y = self.transform(x, y)
+        return x, y

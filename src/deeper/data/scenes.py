@@ -76,6 +76,7 @@ import torch.nn.functional as F
 
 from deeper.data.captions import caption_names, describe_scene, noun_for
 from deeper.data.dataset import ImageDataset, split_indices
+from deeper.data.loader import BatchLoader
 from deeper.data.mnist import FASHION_SOURCE, MNIST_SOURCE
 from deeper.data.registry import (
     DatasetSpec,
@@ -333,6 +334,22 @@ class SceneDataset:
         if isinstance(indices, slice):
             return torch.arange(len(self))[indices].to(self.device)
         return torch.as_tensor(indices, dtype=torch.long).reshape(-1).to(self.device)
+
+
+class SceneLoader(BatchLoader):
+    """Batches ``(images, targets)`` of a :class:`SceneDataset`: float images (B, 1, H, W) in [0, 1] and
+    a list of B torchvision-detection target dicts (``boxes``, ``labels``, with ``masks`` the instance
+    masks), one per scene, each with as many objects as the scene holds.
+
+    Order, skipping and sharding across ranks are :class:`~deeper.data.BatchLoader`'s.
+    """
+
+    def __init__(self, dataset: SceneDataset, batch_size: int, *, masks: bool = False, **kwargs):
+        super().__init__(dataset, batch_size, **kwargs)
+        self.masks = masks
+
+    def batch(self, sel: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+        return self.images(sel), self.dataset.targets(sel, masks=self.masks)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,7 +53,9 @@ def register_model(name: str, *, default_input: tuple[int, int, int] = (1, 28, 2
 def list_models(pattern: str = "*", *, family: str | None = None) -> list[str]:
     """Registered names matching ``pattern`` (and serving task ``family``, when given)."""
     return sorted(
-        n for n, e in _MODELS.items() if fnmatch.fnmatch(n, pattern) and (family is None or e.family == family)
+        n
+        for n, e in _MODELS.items()
+        if fnmatch.fnmatch(n, pattern) and (family is None or e.family == family)
     )
 
 

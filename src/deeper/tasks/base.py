@@ -92,7 +92,9 @@ class TaskOption:
             value = float(value)
         if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
             what = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-            raise ConfigError(f"task {task!r}: option {key} must be {what.get(kind, kind.__name__)}, got {value!r}")
+            raise ConfigError(
+                f"task {task!r}: option {key} must be {what.get(kind, kind.__name__)}, got {value!r}"
+            )
         if self.choices is not None and value not in self.choices:
             raise ConfigError(
                 f"task {task!r}: option {key} must be one of {', '.join(map(str, self.choices))}"
@@ -132,6 +134,9 @@ class Task:
     unit: ClassVar[str] = "img"
     #: whether the task's steps are one forward, one loss and one update (CUDA graphs can replay them)
     automatic: ClassVar[bool] = True
+    #: training options (flat names) of a run of a few steps on tiny data: ``deeper train --dry-run``,
+    #: and the contract test every registered task passes
+    dry_run: ClassVar[dict] = {}
 
     def __init__(self, **task_args):
         unknown = sorted(set(task_args) - set(self.options))

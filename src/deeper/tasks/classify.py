@@ -72,6 +72,14 @@ class ClassificationTask(Task):
     primary = "accuracy"
     data_kind = "images"
     model_family = "classify"
+    dry_run = {
+        "data": "digits",
+        "subset": 80,
+        "batch_size": 16,
+        "val_size": 0.2,
+        "eval_batch_size": 200,
+        "epochs": 2,
+    }
     options = {
         "aux_weight": TaskOption(
             0.3, "weight of each auxiliary classifier's loss (GoogLeNet)", low=0.0, high=10.0

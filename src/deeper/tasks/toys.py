@@ -118,6 +118,7 @@ class Gan2dTask(Task):
     export = "G"
     unit = "points"
     automatic = False
+    dry_run = {"task_args": {"points": 96, "width": 16}, "batch_size": 16, "epochs": 2}
     options = {
         "modes": TaskOption(8, "Gaussians on the ring", low=1, high=64),
         "points": TaskOption(
@@ -143,14 +144,18 @@ class Gan2dTask(Task):
         opt_d, sched_d = ctx.optimizer(d.parameters(), steps, **extra)
         parts = Parts({"G": g, "D": d}, {"D": opt_d, "G": opt_g}, {"D": sched_d, "G": sched_g}, export="G")
         bs = ctx.cfg.sampling.eval_batch_size
-        meta = {"model": "gan-2d-generator", "dataset": f"ring-{a['modes']}", "latent": a["latent"], "width": w}
+        meta = {
+            "model": "gan-2d-generator",
+            "dataset": f"ring-{a['modes']}",
+            "latent": a["latent"],
+            "width": w,
+        }
         return Built(
             parts,
             loader,
             TensorLoader(val, bs),
             TensorLoader(test, bs),
             meta,
-            label=f"gan-2d on {a['modes']} Gaussians",
         )
 
     def _noise(self, n: int, device, generator=None) -> torch.Tensor:
@@ -323,6 +328,7 @@ class ChainDqnTask(Task):
     export = "q"
     unit = "samples"
     automatic = False
+    dry_run = {"task_args": {"steps": 5, "sync": 3, "episodes": 2}, "batch_size": 8, "epochs": 2}
     options = {
         "states": TaskOption(9, "length of the corridor", low=3, high=1000),
         "steps": TaskOption(200, "environment steps (and updates) per epoch", low=1, high=10**7),
@@ -348,7 +354,7 @@ class ChainDqnTask(Task):
         parts = Parts({"q": q, "target": target}, {"q": opt}, {"q": sched}, export="q")
         meta = {"model": "chain-q", "dataset": f"chain-{n}", "states": n}
         episodes = GreedyEpisodes(a["episodes"])
-        return Built(parts, source, episodes, episodes, meta, label=f"chain-dqn on a corridor of {n} states")
+        return Built(parts, source, episodes, episodes, meta)
 
     def training_step(self, nets: Nets, batch: dict, stepper, state) -> StepOutput:
         q, target = nets["q"], nets["target"]

@@ -81,5 +81,3 @@ class Built:
     test: object | None = None
     #: recorded in the exported weights' metadata (the engine adds the task and its test figures)
     metadata: dict = field(default_factory=dict)
-    #: names in the starting line (default: the model and the dataset of the config)
-    label: str | None = None

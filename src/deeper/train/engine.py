@@ -78,7 +78,7 @@ def run_engine(
     n_params = count_parameters(run.model)
     o = cfg.optim
     log(
-        f"training {_describe_parts(run)} on {cfg.data} ({_sizes(run)}) on {run.device}"
+        f"training {_describe_parts(run)} on {run.data_name} ({_sizes(run)}) on {run.device}"
         f"{f' x {run.world_size} processes' if run.world_size > 1 else ''}"
         f"{f', amp {cfg.speed.amp}' if run.amp is not None and run.amp.enabled else ''}"
         f"{f', task {cfg.task}' if cfg.task != 'classify' else ''}, recipe {cfg.recipe}: "
@@ -149,9 +149,9 @@ def run_engine(
 
 def _describe_parts(run: Run) -> str:
     if len(run.parts.modules) == 1:
-        return f"{run.label.split(' on ')[0]} ({count_parameters(run.model):,} parameters)"
+        return f"{run.model_name} ({count_parameters(run.model):,} parameters)"
     parts = ", ".join(f"{n} {count_parameters(m):,}" for n, m in run.parts.modules.items())
-    return f"{run.label.split(' on ')[0]} (parameters: {parts})"
+    return f"{run.model_name} (parameters: {parts})"
 
 
 def _sizes(run: Run) -> str:
@@ -306,13 +306,16 @@ def _finish(
         keys = {k.partition("_")[2] for row in state.history for k in row}
         shown = tuple(m.name for m in task.metrics if m.shown and m.name in keys)
         plot_curves(
-            state.history, run_dir / "curves.png", title=f"{run.label} ({cfg.recipe} recipe)", metrics=shown
+            state.history,
+            run_dir / "curves.png",
+            title=f"{run.model_name} on {run.data_name} ({cfg.recipe} recipe)",
+            metrics=shown,
         )
     logger.close()
     result = run_result(
         cfg, state, test, stopped=stopped, started=started, params=n_params, device=str(run.device),
         world_size=run.world_size, amp=cfg.speed.amp, run_dir=run_dir, weights=weights, task=task,
-        model=run.metadata.get("model", cfg.model), data=run.metadata.get("dataset", cfg.data), **run.extras,
+        model=run.model_name, data=run.data_name, **run.extras,
     )  # fmt: skip
     if run.is_main:
         write_text_atomic(run_dir / "result.json", json.dumps(result, indent=2) + "\n")

@@ -43,7 +43,10 @@ from deeper.train.loop import LoopState
 from deeper.train.stepper import Stepper
 
 
-def _signature(batch) -> tuple:
+def _signature(batch) -> tuple | None:
+    """Shapes, dtypes and strides of a batch of tensors (``None`` for any other batch: it runs eagerly)."""
+    if not isinstance(batch, tuple | list) or not all(isinstance(t, torch.Tensor) for t in batch):
+        return None
     return tuple((tuple(t.shape), t.dtype, t.stride()) for t in batch)
 
 
@@ -122,6 +125,9 @@ class GraphedStepper(Stepper):
         self.capture_seconds += time.perf_counter() - t0
 
     def step(self, task: Task, nets: Nets, batch, state: LoopState) -> StepOutput:
+        if _signature(batch) is None:  # not a tuple of tensors (e.g. lists of targets): nothing to replay
+            self.eager_steps += 1
+            return super().step(task, nets, batch, state)
         if self.graph is None:
             if self.eager_steps < self.warmup:
                 return self._warmup_step(task, nets, batch, state)

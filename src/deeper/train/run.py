@@ -55,7 +55,15 @@ class Run:
     world_size: int = 1
     #: more entries for ``result.json`` (set by callbacks, e.g. the raw weights' test accuracy under --ema)
     extras: dict = field(default_factory=dict)
-    label: str = ""
+
+    @property
+    def model_name(self) -> str:
+        """What was trained, as the weights record it (the task's own network when it builds one)."""
+        return self.metadata.get("model", self.cfg.model)
+
+    @property
+    def data_name(self) -> str:
+        return self.metadata.get("dataset", self.cfg.data)
 
     @property
     def is_main(self) -> bool:
@@ -127,6 +135,10 @@ def check_fits(task: Task, cfg: TrainConfig) -> None:
                 f"dataset {cfg.data!r} holds {spec.kind}; task {task.name!r} trains on {task.data_kind} "
                 "(`deeper tasks`)"
             )
+    if cfg.regularize.weight_noise and not task.automatic:
+        raise ConfigError(
+            f"--weight-noise perturbs the one forward pass of a step; task {task.name!r} takes several"
+        )
     get_optimizer_entry(cfg.optim.optimizer)
     if cfg.optim.schedule not in list_schedules():
         create_schedule(cfg.optim.schedule, None, 1)  # raises the helpful error
@@ -171,5 +183,5 @@ def build_run(cfg: TrainConfig) -> Run:
         }
     return Run(
         cfg, device, task, parts, built.train, built.val, built.test, stepper, built.metadata,
-        amp=amp, rank=rank, world_size=world_size, label=built.label or f"{cfg.model} on {cfg.data}",
+        amp=amp, rank=rank, world_size=world_size,
     )  # fmt: skip
