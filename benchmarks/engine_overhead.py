@@ -10,7 +10,12 @@ reports it) and the batch divided by the median time between two steps (less
 sensitive to a neighbour's bursts on a shared machine); the medians over rounds
 are compared.
 
-    DEEPER_DATA=../shared/datasets .venv/bin/python benchmarks/engine_overhead.py    # ~6 min
+    DEEPER_DATA=../shared/datasets .venv/bin/python benchmarks/engine_overhead.py    # ~8 min
+
+On a shared VM the spread between rounds (and processes) is large; fixing glibc's
+allocator thresholds (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``) removes
+one source of it, the process-to-process difference in which big tensors are
+mapped afresh (with page faults) on every step.
 """
 
 from __future__ import annotations
@@ -119,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             "benchmark": "engine_overhead",
             "machine": machine(),
             "baseline": args.baseline,
+            # glibc's allocator settings, when set: they change how often big tensors are mmap'ed afresh
+            "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
             "steps": args.steps,
             "rounds": runs,
             "median_img_per_s": {k: statistics.median(x["img_per_s"] for x in v) for k, v in runs.items()},
