@@ -185,6 +185,11 @@ class Task:
         """The reported figures from accumulated sums (default: every sum divided by the count)."""
         return {k: v / count for k, v in sums.items()} if count else {}
 
+    def finish(self, run, run_dir, test: dict) -> dict:
+        """After the test evaluation (``test``: its figures), on the writing rank: extra ``result.json`` entries (a latency),
+        and the place to draw the task's figures into ``run_dir``."""
+        return {}
+
     # ---- task state saved in checkpoints (a replay buffer's position, a schedule of its own, ...)
     def state_dict(self) -> dict:
         return {}

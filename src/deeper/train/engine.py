@@ -300,6 +300,8 @@ def _finish(
         if cfg.task_args:
             meta["task_args"] = cfg.task_args
         save_weights(run.final_model, weights, meta)
+    if run.is_main:
+        run.extras.update(task.finish(run, run_dir, test))
     if state.history and run.is_main:
         from deeper.analysis.plots import plot_curves
 
