@@ -22,6 +22,27 @@ from deeper.errors import ConfigError
 BatchTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+def epoch_order(
+    n: int, epoch: int, *, shuffle: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1
+) -> torch.Tensor:
+    """The indices of ``n`` samples one rank visits in ``epoch``: a pure function of its arguments.
+
+    Shuffled with a generator seeded from ``(seed, epoch)``; for data-parallel training the
+    order is padded by repeating its start to a multiple of ``world_size`` (as
+    ``DistributedSampler`` does) and rank ``r`` takes every ``world_size``-th index from ``r``.
+    """
+    if shuffle:
+        idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    else:
+        idx = torch.arange(n)
+    if world_size > 1:
+        total = math.ceil(n / world_size) * world_size
+        if total > n:
+            idx = torch.cat([idx, idx[: total - n]])
+        idx = idx[rank::world_size]
+    return idx
+
+
 class BatchLoader:
     """Iterate ``(images, labels)`` batches of ``dataset``.
 
@@ -92,17 +113,8 @@ class BatchLoader:
 
     def order(self, epoch: int) -> torch.Tensor:
         """The sample indices this rank visits in ``epoch`` (on the dataset's device)."""
-        n = len(self.dataset)
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            idx = torch.randperm(n, generator=g)
-        else:
-            idx = torch.arange(n)
-        if self.world_size > 1:
-            total = self.samples_per_rank * self.world_size
-            if total > n:
-                idx = torch.cat([idx, idx[: total - n]])
-            idx = idx[self.rank :: self.world_size]
+        idx = epoch_order(len(self.dataset), epoch, shuffle=self.shuffle, seed=self.seed,
+                          rank=self.rank, world_size=self.world_size)  # fmt: skip
         return idx.to(self.dataset.device)
 
     def __iter__(self) -> Iterator:

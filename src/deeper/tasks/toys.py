@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import Metric as TorchMetric
 
+from deeper.data.loader import epoch_order
 from deeper.tasks.base import Metric, Nets, StepOutput, Task, TaskOption, register_task
 from deeper.train.build import BuildContext, Built
 from deeper.train.parts import Parts
@@ -52,26 +53,28 @@ def ring_points(n: int, *, modes: int, radius: float = 2.0, std: float = 0.05, s
 
 
 class TensorLoader:
-    """Batches of a tensor's rows in an order fixed by ``(seed, epoch)``: a minimal source for tensor data."""
+    """Batches of a tensor's rows in the order :func:`~deeper.data.loader.epoch_order` gives (sharded
+    across data-parallel ranks): a minimal source for tensor data."""
 
-    def __init__(self, data: torch.Tensor, batch_size: int, *, shuffle: bool = False, seed: int = 0):
+    def __init__(self, data: torch.Tensor, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                 rank: int = 0, world_size: int = 1):  # fmt: skip
         self.data, self.batch_size, self.shuffle, self.seed = data, batch_size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
         self.epoch, self._skip = 0, 0
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.data) / self.batch_size)
+        return math.ceil(math.ceil(len(self.data) / self.world_size) / self.batch_size)
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
         self.epoch, self._skip = epoch, skip_batches
 
     def __iter__(self):
-        n = len(self.data)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        idx = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
+        idx = epoch_order(len(self.data), self.epoch, shuffle=self.shuffle, seed=self.seed,
+                          rank=self.rank, world_size=self.world_size).to(self.data.device)  # fmt: skip
         start, self._skip = self._skip, 0
         for b in range(start, self.steps_per_epoch):
-            yield self.data[idx[b * self.batch_size : (b + 1) * self.batch_size].to(self.data.device)]
+            yield self.data[idx[b * self.batch_size : (b + 1) * self.batch_size]]
 
 
 class EnergyDistance(TorchMetric):
@@ -137,7 +140,9 @@ class Gan2dTask(Task):
         w = a["width"]
         g = ctx.place(mlp([a["latent"], w, w, 2]))
         d = ctx.place(mlp([2, w, w, 1]))
-        loader = TensorLoader(train, ctx.batch_size, shuffle=True, seed=seed)
+        loader = TensorLoader(
+            train, ctx.batch_size, shuffle=True, seed=seed, rank=ctx.rank, world_size=ctx.world_size
+        )
         steps = loader.steps_per_epoch
         extra = {"beta1": 0.5} if ctx.cfg.optim.optimizer in ("adam", "adamw") else {}  # as DCGAN
         opt_g, sched_g = ctx.optimizer(g.parameters(), steps, **extra)
