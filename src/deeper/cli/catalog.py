@@ -17,6 +17,8 @@ def configure_models(p: argparse.ArgumentParser) -> None:
 
 
 def run_models(args, out) -> dict:
+    import inspect
+
     import torch
 
     from deeper.analysis.summary import default_num_classes
@@ -34,17 +36,19 @@ def run_models(args, out) -> dict:
         classes = default_num_classes(
             entry.default_input
         )  # 1000 for ImageNet-size inputs, as torchvision counts
+        size = {"img_size": h} if "img_size" in inspect.signature(entry.factory).parameters else {}
         try:
             with torch.device("meta"):  # count without allocating or initialising (VGG has 100M+ weights)
-                params = count_parameters(create_model(name, num_classes=classes, in_chans=c, img_size=h))
+                params = count_parameters(create_model(name, num_classes=classes, in_chans=c, **size))
         except (RuntimeError, NotImplementedError):  # a factory that computes with real tensors
-            params = count_parameters(create_model(name, num_classes=classes, in_chans=c, img_size=h))
+            params = count_parameters(create_model(name, num_classes=classes, in_chans=c, **size))
         rows.append(
             {
                 "name": name,
                 "params": params,
                 "input": "x".join(map(str, entry.default_input)),
                 "classes": classes,
+                "family": entry.family,
                 "description": entry.description,
             }
         )
