@@ -479,7 +479,6 @@ def test_preview_picture_is_a_png(made, tmp_path):
     [
         (["--preset", "scenes-nope", "-o", "x.png"], "unknown scene preset 'scenes-nope'"),
         (["--preset", "scenes-det", "-o", "x.jpg"], "must be a .png file"),
-        (["--n", "0", "-o", "x.png"], "--n must be between 1 and 32"),
     ],
 )
 def test_cli_errors_are_one_line(argv, message, capsys):
@@ -496,9 +495,7 @@ def test_cli_missing_digits_is_one_line(tmp_path, capsys):
 
 
 def test_cli_needs_an_action(capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["scenes"])
-    assert e.value.code == 2 and "deeper scenes: error:" in capsys.readouterr().err
+    assert main(["scenes"]) == 2 and "deeper scenes: error:" in capsys.readouterr().err
 
 
 @pytest.mark.mnist

@@ -248,7 +248,6 @@ def test_summary_command_json_and_plot(tmp_path, capsys):
     [
         (["lenet5", "--input", "28x28"], "CxHxW"),
         (["lenet6"], "did you mean lenet5"),
-        (["lenet5", "--num-classes", "0"], "--num-classes must be at least 1"),
         (["lenet5", "--plot", "chart.svg"], "must be a .png"),
         (["vgg11", "--input", "3x8x8"], "cannot take an input of 3x8x8"),
         (["lenet5", "--model-arg", "activation=swish"], "unknown activation"),

@@ -39,6 +39,49 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
     pass
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block), naming the command's --help."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def bound_numbers(parser: argparse.ArgumentParser) -> None:
+    """Give every ``int``/``float`` option of ``parser`` (and its sub-parsers) its range from
+    :data:`deeper.validate.RANGES`: values outside it are refused while parsing, and ``--help`` shows it.
+
+    An option missing from the table gets a generic range (non-negative, below 1e9); the test suite
+    requires every option to be in the table.
+    """
+    from deeper.validate import BIG, RANGES, Range, count, nonnegative
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                bound_numbers(child)
+            continue
+        if action.type not in (int, float):
+            continue
+        rng: Range = RANGES.get(action.dest) or (
+            count(0, BIG) if action.type is int else nonnegative(float(BIG))
+        )
+        action.type = _range_type(rng)
+        action.range = rng
+        if action.help and action.help != argparse.SUPPRESS:
+            action.help = f"{action.help} ({rng.describe()})"
+
+
+def _range_type(rng):
+    def parse(text: str):
+        try:
+            return rng.parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = rng.kind.__name__
+    return parse
+
+
 class Output:
     """Where a command's text goes: stdout normally, stderr when ``--json`` owns stdout."""
 
@@ -86,20 +129,19 @@ def check_gallery_size(args: argparse.Namespace) -> None:
 
 
 def parse_kv(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` (a repeatable option's argument) as ``(key, value)``, the value read as YAML data.
-
-    YAML here is data only (``safe_load``: numbers, booleans, strings, lists); a value YAML cannot
-    read is kept as the string it was.
-    """
-    import yaml
+    """``KEY=VALUE`` (a repeatable option's argument) as ``(key, value)``, the value read as YAML data
+    (numbers, booleans, strings, lists: :func:`deeper.validate.load_yaml`; tags and malformed YAML are
+    refused in one line)."""
+    from deeper.errors import ConfigError
+    from deeper.validate import load_yaml
 
     key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if not sep or not key or not key.replace("-", "_").isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY a name, got {text!r}")
     try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
-        parsed = value
+        parsed = load_yaml(value, key)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return key.replace("-", "_"), parsed
 
 
@@ -129,18 +171,19 @@ def _load_command_modules() -> None:
 def build_parser() -> argparse.ArgumentParser:
     _load_command_modules()
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="deeper",
         description="deeper: train, evaluate and take apart the image-recognition networks of "
         "'Deep Learning from Scratch', chapter 8.",
         epilog="Run 'deeper COMMAND --help' for the options of a command.",
     )
     parser.add_argument("--version", action="version", version=f"deeper {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     parser.subcommands = {}
     for name, help_text, configure in _COMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_Formatter)
         configure(p)
+        bound_numbers(p)
         parser.subcommands[name] = p
     return parser
 
@@ -149,9 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     from deeper.errors import DeeperError
 
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:  # report it against the subcommand, with its usage
-        parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # report it against the subcommand
+            parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as e:  # a usage error (one line already printed): its code; --help and --version exit 0
+        if e.code in (0, None):
+            raise
+        return int(e.code)
     out = Output(getattr(args, "json", False))
     try:
         result = args.run(args, out)

@@ -28,8 +28,18 @@ NOT_OPTIONS = ("run", "command", "json", "resume", "dry_run")
 
 
 def _val_size(text: str) -> int | float:
-    value = float(text)
-    return value if 0 < value < 1 else int(value)
+    """A fraction in (0, 1) of the training images, or a count of them."""
+    from deeper.validate import RANGES
+
+    try:
+        value = RANGES["val_size"].parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if 0 < value < 1:
+        return value
+    if value != int(value):
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1) or a whole count, got {text!r}")
+    return int(value)
 
 
 @command("train", "train a model on a dataset (default: the chapter's DeepConvNet on MNIST, fast recipe)")
@@ -49,6 +59,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--task-arg", dest="task_args", action="append", type=parse_kv, default=S, metavar="KEY=VALUE",
         help="the task's own option, repeatable (see `deeper tasks`)",
     )  # fmt: skip
+    g.add_argument(
+        "--env", default=S, metavar="NAME", help="environment of --task rl (same as --task-arg env=NAME)"
+    )
     g.add_argument("--model", default=S, help="registered model name (see `deeper models`) [deep-convnet]")
     g.add_argument("--data", default=S, help="registered dataset name (see `deeper datasets`) [mnist]")
     g.add_argument(
@@ -245,6 +258,8 @@ def given_options(args: argparse.Namespace, *, skip: tuple[str, ...] = ()) -> di
     for key in KWARG_OPTIONS:
         if key in given:
             given[key] = dict(given[key])
+    if "env" in given:  # --env NAME is the rl task's option env
+        given["task_args"] = {**given.get("task_args", {}), "env": given.pop("env")}
     return given
 
 
@@ -269,9 +284,8 @@ def config_from_args(
     :data:`RESUMABLE` may change; otherwise ``defaults`` (a command's own, e.g. no
     TensorBoard for ``deeper cv``) and then the given options fill a new configuration.
     """
-    import yaml
-
     from deeper.train import TrainConfig
+    from deeper.validate import load_yaml
 
     given = given_options(args, skip=skip)
     resume = getattr(args, "resume", None)
@@ -291,10 +305,7 @@ def config_from_args(
             f"cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} when resuming; "
             f"only {', '.join(sorted('--' + k.replace('_', '-') for k in RESUMABLE))}"
         )
-    try:
-        document = yaml.safe_load(saved.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{saved}: not readable YAML ({str(e).splitlines()[0]})") from None
+    document = load_yaml(saved.read_text(), str(saved))
     cfg = TrainConfig.from_dict(document).replace(**given, out=str(run_dir))
     return cfg, True
 

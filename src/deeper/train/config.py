@@ -30,7 +30,6 @@ and is what ``--resume`` continues.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from deeper.errors import ConfigError
@@ -156,8 +155,21 @@ FLAT: dict[str, tuple[str, str]] = {
 _FLAT_NAME = {where: flat for flat, where in _ALIASES.items()}
 TOP_LEVEL = ("task", "model", "data", "recipe", "seed", "engine", "task_args", "model_kwargs")
 
-# Options that count something (checked in :meth:`TrainConfig.check`).
-_AT_LEAST_ONE = ("epochs", "batch_size", "eval_batch_size", "max_steps", "checkpoint_every", "subset")
+# The types an option's declared type admits (fields are annotated as strings: ``from __future__``).
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (float, int),
+    "bool": (bool,),
+    "dict": (dict,),
+    "str | None": (str, type(None)),
+    "int | None": (int, type(None)),
+    "float | None": (float, int, type(None)),
+    "bool | None": (bool, type(None)),
+    "int | float | None": (int, float, type(None)),
+}
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               dict: "a mapping", type(None): "null"}  # fmt: skip
 
 
 @dataclass(init=False)
@@ -229,38 +241,41 @@ class TrainConfig:
         return cfg
 
     def check(self) -> None:
-        """Every value in its range and every combination allowed; a :class:`ConfigError` naming the option."""
-        flat = self.flat()
-        for name in _AT_LEAST_ONE:
-            if flat[name] is not None and not flat[name] >= 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {flat[name]}")
-        for name in ("lr", "weight_decay", "warmup", "clip_grad"):
-            value = flat[name]
-            if value is not None and not math.isfinite(value):
-                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
-        o = self.optim
-        if o.lr is not None and not o.lr > 0:
-            raise ConfigError(f"--lr must be positive, got {o.lr}")
-        if o.weight_decay is not None and o.weight_decay < 0:
-            raise ConfigError(f"--weight-decay must be >= 0, got {o.weight_decay}")
+        """Every value of the right type and in its documented range (:data:`deeper.validate.RANGES`),
+        every combination allowed; a :class:`ConfigError` naming the option otherwise."""
+        from deeper.validate import check_option, plain_data
+
+        self._check_types()
+        for name, value in self.flat().items():
+            check_option(name, value)
+        for name in ("task_args", "model_kwargs"):
+            plain_data(getattr(self, name), name)
+        for name in ("optimizer_kwargs", "schedule_kwargs"):
+            plain_data(getattr(self.optim, name), name)
         s = self.speed
         if s.amp not in ("off", "bf16", "fp16"):
             raise ConfigError(f"--amp must be off, bf16 or fp16, got {s.amp!r}")
-        if s.nproc < 1 or s.max_restarts < 0:
-            raise ConfigError(
-                f"--nproc must be >= 1 and --max-restarts >= 0, got {s.nproc}, {s.max_restarts}"
-            )
         if s.cuda_graphs and s.compile:
             raise ConfigError("--cuda-graphs and --compile both change how steps launch; choose one")
-        if self.sampling.val_size is not None and not self.sampling.val_size >= 0:
-            raise ConfigError(f"--val-size must be >= 0, got {self.sampling.val_size}")
-        if not isinstance(self.task_args, dict) or not isinstance(self.model_kwargs, dict):
-            raise ConfigError("task_args and model_kwargs must be mappings of KEY: VALUE")
-        self._check_regularize()
+        v = self.sampling.val_size
+        if v is not None and not 0 < v < 1 and v != int(v):
+            raise ConfigError(f"--val-size must be a fraction in (0, 1) or a whole count, got {v}")
         self._check_resampling()
         if self.transfer.freeze not in ("none", "features"):
             raise ConfigError(f"--freeze must be none or features, got {self.transfer.freeze!r}")
         self._check_engine()
+
+    def _check_types(self) -> None:
+        """Each option of the type its field declares (a hand-edited config.yaml may hold anything)."""
+        top = [(self, f) for f in fields(self) if f.name not in GROUPS]
+        for owner, f in top + [(getattr(self, g), f) for g in GROUPS for f in fields(GROUPS[g])]:
+            value = getattr(owner, f.name)
+            allowed = _TYPES[f.type]
+            if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+                flat = "ensemble" if f.name == "members" else f.name
+                names = [_TYPE_NAMES[t] for t in allowed if not (t is int and float in allowed)]
+                where = f"--{flat.replace('_', '-')}" if flat in FLAT else flat
+                raise ConfigError(f"{where} must be {' or '.join(names)}, got {value!r}")
 
     def _check_engine(self) -> None:
         if self.engine not in ("torch", "numpy", "cupy"):
@@ -273,33 +288,10 @@ class TrainConfig:
         if dtype not in (None, "float64", "float32", "float16"):
             raise ConfigError(f"--dtype must be float64, float32 or float16, got {dtype!r}")
 
-    def _check_regularize(self) -> None:
-        r = self.regularize
-        if r.label_smoothing is not None and not 0 <= r.label_smoothing < 1:
-            raise ConfigError(f"--label-smoothing must be in [0, 1), got {r.label_smoothing}")
-        for name in ("mixup", "cutmix", "input_noise", "weight_noise"):
-            value = getattr(r, name)
-            if value is not None and not (value >= 0 and math.isfinite(value)):
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
-        if self.optim.warmup is not None and not self.optim.warmup >= 0:
-            raise ConfigError(f"--warmup must be >= 0, got {self.optim.warmup}")
-        if self.optim.clip_grad is not None and not self.optim.clip_grad > 0:
-            raise ConfigError(f"--clip-grad must be positive, got {self.optim.clip_grad}")
-        if r.early_stop is not None and r.early_stop < 1:
-            raise ConfigError(f"--early-stop must be at least 1 epoch, got {r.early_stop}")
-        if r.ema is not None and not 0 <= r.ema < 1:
-            raise ConfigError(f"--ema takes a decay in [0, 1) (0: off), e.g. 0.999; got {r.ema}")
-        if r.dropout is not None and not 0 <= r.dropout < 1:
-            raise ConfigError(f"--dropout must be in [0, 1), got {r.dropout}")
-
     def _check_resampling(self) -> None:
         e, s = self.ensemble, self.sampling
-        if e.members < 1:
-            raise ConfigError(f"--ensemble must be at least 1, got {e.members}")
         if e.boost and (e.members < 2 or s.bootstrap):
             raise ConfigError("--boost trains an ensemble: it needs --ensemble K >= 2, and not --bootstrap")
-        if not e.boost_rate > 0:
-            raise ConfigError(f"--boost-rate must be positive, got {e.boost_rate}")
         if s.sample_weights is not None and s.bootstrap:
             raise ConfigError("a run resamples its training split one way: bootstrap or sample weights")
         if (s.folds is None) != (s.fold is None):
