@@ -145,3 +145,103 @@ def test_a_hand_edited_config_yaml_is_validated_in_one_line(document, message, t
     (tmp_path / "config.yaml").write_text(document)
     code, _, err = run(capsys, "train", "--resume", str(tmp_path))
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+# ----------------------------------------------------------------------------- model options and weights
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"width": -1}, "option width must be a number in [0, 10000], got -1"),
+        ({"width": float("inf")}, "option width must be a number in [0, 10000]"),
+        ({"dropout": 1.0}, "option dropout must be a number in [0, 1), got 1.0"),
+        ({"width": 5000}, "parameters; the limit is 1,000,000,000"),
+    ],
+)
+def test_model_options_have_documented_ranges_and_no_model_outgrows_the_limit(options, message):
+    from deeper.models import create_model
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        create_model("deep-convnet", **options)
+
+
+def test_every_numeric_model_option_has_a_range():
+    import inspect
+
+    from deeper.models import get_model_entry, list_models
+    from deeper.models.registry import option_range
+
+    for name in list_models():
+        for key, p in inspect.signature(get_model_entry(name).factory).parameters.items():
+            if isinstance(p.default, int | float) and not isinstance(p.default, bool):
+                kind, low, high, _ = option_range(key, p.default)
+                assert low <= p.default <= high, (name, key)  # the default itself is allowed
+
+
+def _weights(path, state, meta):
+    from deeper.models import save_weights
+
+    save_weights(state, path, meta)
+    return path
+
+
+@pytest.mark.parametrize(
+    "meta, message",
+    [
+        ({"model": "deep-convnet", "num_classes": 2_000_000_000}, "num_classes=2000000000 is outside [1, 100000]"),
+        ({"model": "deep-convnet", "in_chans": "three"}, "in_chans='three' is not an integer"),
+        ({"model": "deep-convnet", "img_size": -28}, "img_size=-28 is outside [1, 4096]"),
+        ({"model": "deep-convnet", "model_kwargs": "{width: 2"}, "unreadable model_kwargs"),
+        ({"model": "deep-convnet", "model_kwargs": "[1, 2]"}, "model_kwargs in the file's metadata is not a mapping"),
+        ({"model": "deep-convnet", "model_kwargs": '{"width": 1e9}'}, "option width must be a number in [0, 10000]"),
+    ],
+)
+def test_weights_whose_metadata_lies_are_refused_naming_the_file(meta, message, tmp_path):
+    import torch
+
+    from deeper.errors import CheckpointError
+    from deeper.models import create_model, model_from_weights
+
+    state = create_model("deep-convnet").state_dict()
+    path = _weights(tmp_path / "w.safetensors", state, meta)
+    with pytest.raises((CheckpointError, ConfigError), match=re.escape(message)):
+        model_from_weights(path)
+    del torch
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_weights_holding_nan_or_inf_are_refused_by_every_command(bad, tmp_path, capsys):
+    import torch
+
+    from deeper.models import create_model
+    from tests.helpers import run
+
+    state = create_model("deep-convnet").state_dict()
+    state["fc2.bias"] = state["fc2.bias"].clone()
+    state["fc2.bias"][3] = bad
+    path = _weights(tmp_path / "w.safetensors", state, {"model": "deep-convnet", "num_classes": 10})
+    img = tmp_path / "d.png"
+    from PIL import Image
+
+    Image.fromarray((torch.rand(28, 28) * 255).byte().numpy()).save(img)
+    for argv in (
+        ["predict", "--weights", str(path), str(img)],
+        ["eval", "--weights", str(path), "--data", "digits"],
+        ["quantize", "--weights", str(path), "--data", "digits", "--method", "int4", "-o", str(tmp_path / "q.safetensors")],
+        ["export", "--weights", str(path), "--data", "digits", "-o", str(tmp_path / "m.onnx")],
+    ):
+        code, _, err = run(capsys, *argv)
+        assert code == 1 and "tensor fc2.bias holds 1 NaN or infinite value(s)" in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_the_book_converter_refuses_nan_parameters(tmp_path):
+    from deeper.errors import CheckpointError
+    from deeper.models.book import book_to_state_dict
+    from tests.test_book import random_book_params
+
+    params = random_book_params()
+    params["W3"][0, 0, 0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match="tensor W3 holds 1 NaN"):
+        book_to_state_dict(params, "book.pkl")

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from deeper.errors import CheckpointError, ConfigError
+from deeper.models.weights import check_finite
 
 BOOK_SHAPES = {
     "W1": (16, 1, 3, 3), "b1": (16,),
@@ -105,6 +106,7 @@ def book_to_state_dict(
             got = getattr(arr, "shape", type(arr).__name__)
             raise CheckpointError(f"{name}: {key} has shape {got}, expected {shape}")
     t = {k: torch.from_numpy(np.asarray(v, dtype=np.float64)) for k, v in params.items() if k in BOOK_SHAPES}
+    check_finite(t, name)
     state = {}
     for i in range(1, 7):
         state[f"conv{i}.weight"] = t[f"W{i}"]

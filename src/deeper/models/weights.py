@@ -61,14 +61,34 @@ def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
 
     with safetensors.safe_open(str(path), framework="pt") as f:
         meta = dict(f.metadata() or {})
+    check_finite(tensors, path)
     return tensors, meta
 
 
-def meta_int(meta: dict[str, str], key: str) -> int | None:
-    try:
-        return int(meta[key]) if key in meta else None
-    except ValueError:
+#: what a weights file may claim about its model (a file claiming two billion classes is refused)
+META_LIMITS = {"num_classes": (1, 100_000), "in_chans": (1, 64), "img_size": (1, 4096)}
+
+
+def meta_int(meta: dict[str, str], key: str, source: str | os.PathLike | None = None) -> int | None:
+    """An integer of the metadata, within :data:`META_LIMITS` (``source``: the file, named in the error)."""
+    if key not in meta:
         return None
+    try:
+        value = int(meta[key])
+    except (ValueError, TypeError):
+        raise CheckpointError(f"{source or 'weights'}: metadata {key}={meta[key]!r} is not an integer") from None
+    low, high = META_LIMITS.get(key, (-(2**63), 2**63))
+    if not low <= value <= high:
+        raise CheckpointError(f"{source or 'weights'}: metadata {key}={value} is outside [{low}, {high}]")
+    return value
+
+
+def check_finite(state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """Refuse weights holding NaN or infinite values, naming the file and the tensor."""
+    for key, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(f"{source}: tensor {key} holds {bad} NaN or infinite value(s); refusing it")
 
 
 def read_model_spec(
@@ -87,14 +107,20 @@ def read_model_spec(
         name = recorded
     elif recorded is not None and recorded != name:
         raise ConfigError(f"{path} holds weights for model {recorded!r}, not {name!r}")
-    kwargs = {"num_classes": meta_int(meta, "num_classes") or 10, "in_chans": meta_int(meta, "in_chans") or 1}
-    if (img := meta_int(meta, "img_size")) is not None:
+    kwargs = {
+        "num_classes": meta_int(meta, "num_classes", path) or 10,
+        "in_chans": meta_int(meta, "in_chans", path) or 1,
+    }
+    if (img := meta_int(meta, "img_size", path)) is not None:
         kwargs["img_size"] = img
     if "model_kwargs" in meta:  # options that shape the network (e.g. norm), recorded by `deeper train`
         try:
-            kwargs.update(json.loads(meta["model_kwargs"]))
+            recorded = json.loads(meta["model_kwargs"])
         except (ValueError, TypeError):
             raise CheckpointError(f"{path}: unreadable model_kwargs in the file's metadata") from None
+        if not isinstance(recorded, dict):
+            raise CheckpointError(f"{path}: model_kwargs in the file's metadata is not a mapping")
+        kwargs.update(recorded)
     kwargs.update(overrides)
     return name, kwargs, state, meta
 
