@@ -5,7 +5,8 @@
 """
 
 # register the families: the book's (deep_convnet, mlp, simple_convnet), the model zoo (alexnet ...
-# vit, issue 3), the no-pooling M3/M5/M7 (issue 4) and the 1-bit DeepConvNet (binary, issue 6)
+# vit, issue 3), the no-pooling M3/M5/M7 (issue 4) and the 1-bit DeepConvNet (binary, issue 6),
+# the segmentation networks (segment: FCN, U-Net, SegNet, DeepLab v3, issue 20)
 from deeper.models import (  # noqa: F401
     alexnet,
     binary,
@@ -16,6 +17,7 @@ from deeper.models import (  # noqa: F401
     mlp,
     nopool,
     resnet,
+    segment,
     simple_convnet,
     vgg,
     vit,

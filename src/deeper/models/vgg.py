@@ -16,6 +16,10 @@ pixels to nothing, so the fifth max-pool is left out (28 -> 14 -> 7 -> 3 -> 1,
 a total stride of 16) and the adaptive average pool in front of the affine layers
 reduces the last map to 1x1 instead of 7x7: the first affine layer takes 512
 inputs instead of 512*7*7.
+
+``VGG(widths=..., pooled=...)`` (not the registered names) narrows the stages and
+sets the side of the pooled map the affine layers read; the FCN backbones of
+:mod:`deeper.models.segment.fcn` are such VGGs.
 """
 
 from __future__ import annotations
@@ -53,12 +57,16 @@ class VGG(ZooModel):
         img_size: int | tuple[int, int] = 224,
         dropout: float = 0.5,
         hidden: int = 4096,
+        widths: tuple[int, ...] = WIDTHS,
+        pooled: int | None = None,
     ):
         super().__init__()
         small = is_small(img_size)
+        if len(widths) != len(WIDTHS) or min(widths) < 1:
+            raise ValueError(f"widths must be {len(WIDTHS)} positive stage widths, got {tuple(widths)}")
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         chans = in_chans
-        for stage, (n, width) in enumerate(zip(STAGES[depth], WIDTHS), start=1):
+        for stage, (n, width) in enumerate(zip(STAGES[depth], widths), start=1):
             for i in range(1, n + 1):
                 layers[f"conv{stage}_{i}"] = nn.Conv2d(chans, width, 3, padding=1)
                 if batch_norm:
@@ -68,7 +76,8 @@ class VGG(ZooModel):
             if not (small and stage == len(WIDTHS)):
                 layers[f"pool{stage}"] = nn.MaxPool2d(2, 2)
         self.features = nn.Sequential(layers)
-        pooled = 1 if small else 7
+        if pooled is None:
+            pooled = 1 if small else 7
         p = check_dropout(dropout)
         self.head = nn.Sequential(
             OrderedDict(

@@ -1,0 +1,64 @@
+"""SegNet (Badrinarayanan, Kendall & Cipolla, 2017): an encoder-decoder that upsamples by max-unpooling.
+
+The encoder is VGG-16's thirteen 3x3 convolutions (2-2-3-3-3 per stage) with batch
+norm, each stage ending in a 2x2 max-pool that *remembers where each maximum was*
+(``return_indices``).  The decoder mirrors it: each stage first max-unpools with the
+indices of its encoder stage (every value goes back to the position its maximum came
+from, the other three positions of the 2x2 window are 0: no learned upsampling),
+then densifies the sparse map with 3x3 convolutions; the last convolution of a
+decoder stage narrows to the next stage's width.  A 3x3 convolution to the classes
+ends it (paper: a softmax classifier on the decoder's last map).
+
+Sized for 64x84 digit scenes: the stage widths are ``width`` x (1, 2, 4, 8, 8)
+(paper: 64 x ...), trained from scratch; inputs are padded to a multiple of 32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deeper.models.registry import register_model
+from deeper.models.segment.common import SegmentationNet, conv_bn_relu, init_conv_bn
+
+#: convolutions per stage (VGG-16's encoder)
+CONVS = (2, 2, 3, 3, 3)
+
+
+class SegNet(SegmentationNet):
+    def __init__(self, *, num_classes: int = 11, in_chans: int = 1, width: int = 16):
+        if width < 1:
+            raise ValueError(f"SegNet width must be positive, got {width}")
+        super().__init__(num_classes=num_classes, in_chans=in_chans, stride=2 ** len(CONVS))
+        widths = [width * m for m in (1, 2, 4, 8, 8)]
+        self.encoder = nn.ModuleList()
+        cin = in_chans
+        for n, w in zip(CONVS, widths):
+            self.encoder.append(nn.Sequential(*(conv_bn_relu(cin if i == 0 else w, w) for i in range(n))))
+            cin = w
+        self.decoder = nn.ModuleList()
+        for s in reversed(range(len(CONVS))):
+            n, w = CONVS[s], widths[s]
+            out = widths[s - 1] if s > 0 else widths[0]
+            self.decoder.append(nn.Sequential(*(conv_bn_relu(w, out if i == n - 1 else w) for i in range(n))))
+        self.score = nn.Conv2d(widths[0], num_classes, 3, padding=1)
+        init_conv_bn(self)
+
+    def segment(self, x: torch.Tensor) -> torch.Tensor:
+        indices, sizes = [], []
+        for stage in self.encoder:
+            x = stage(x)
+            sizes.append(x.shape[-2:])
+            x, idx = F.max_pool2d(x, 2, 2, return_indices=True)
+            indices.append(idx)
+        for stage in self.decoder:
+            x = F.max_unpool2d(x, indices.pop(), 2, 2, output_size=sizes.pop())
+            x = stage(x)
+        return self.score(x)
+
+
+@register_model("segnet", default_input=(1, 64, 84), family="segment")
+def segnet(*, num_classes: int = 11, in_chans: int = 1, width: int = 16) -> SegNet:
+    """SegNet: VGG-16 encoder (13 convs, batch norm), a mirrored decoder upsampling by max-unpooling."""
+    return SegNet(num_classes=num_classes, in_chans=in_chans, width=width)

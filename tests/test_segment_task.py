@@ -1,0 +1,247 @@
+"""The segment task: its metrics against hand-computed confusion matrices, its batches, a short real
+training, predict on images of any size, the run's figures and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deeper.cli import main
+from deeper.errors import ConfigError
+from deeper.tasks.segment import ConfusionScore, MaskLoader, load_split, segmentation_scores
+from deeper.train import TrainConfig, fit
+
+QUIET = dict(tensorboard=False, progress=False, device="cpu")
+TINY = dict(
+    task="segment", data="scenes-seg", model="unet", model_kwargs={"width": 4, "depth": 2}, subset=48,
+    batch_size=16, epochs=2, task_args={"source": "digits", "val_scenes": 16, "test_scenes": 24}, **QUIET,
+)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_scores_of_a_hand_computed_confusion_matrix():
+    # rows: truth, columns: prediction; class 0 is the background
+    m = torch.tensor([[50, 2, 3], [4, 10, 1], [0, 2, 8]])
+    iou = [50 / (55 + 54 - 50), 10 / (15 + 14 - 10), 8 / (10 + 12 - 8)]
+    s = segmentation_scores(m)
+    assert s["iou"].tolist() == pytest.approx(iou)
+    assert float(s["miou"]) == pytest.approx(sum(iou) / 3)
+    assert float(s["miou_digits"]) == pytest.approx((iou[1] + iou[2]) / 2)  # background's pixels still count
+    assert float(s["pixel_accuracy"]) == pytest.approx(68 / 80)
+
+
+def test_a_class_absent_from_truth_and_predictions_is_left_out_of_the_means():
+    m = torch.tensor([[6, 0, 1], [0, 0, 0], [1, 0, 2]])
+    s = segmentation_scores(m)
+    assert torch.isnan(s["iou"][1])
+    assert float(s["miou"]) == pytest.approx((6 / 8 + 2 / 4) / 2)
+    assert float(s["miou_digits"]) == pytest.approx(2 / 4)
+
+
+def test_the_metric_adds_every_pixel_of_every_batch_and_agrees_with_torchmetrics():
+    from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+
+    g = torch.Generator().manual_seed(0)
+    k = 5
+    target = torch.randint(0, k, (7, 9, 11), generator=g)
+    preds = torch.where(
+        torch.rand(target.shape, generator=g) < 0.6, target, torch.randint(0, k, target.shape, generator=g)
+    )
+    metrics = {name: ConfusionScore(k, name) for name in ("matrix", "miou", "miou_digits", "pixel_accuracy")}
+    for i in range(0, 7, 3):  # uneven batches
+        for m in metrics.values():
+            m.update(preds[i : i + 3], target[i : i + 3])
+    matrix = metrics["matrix"].compute()
+    assert int(matrix.sum()) == target.numel()
+    for t in range(k):
+        for p in range(k):
+            assert int(matrix[t, p]) == int(((target == t) & (preds == p)).sum())
+    jaccard = MulticlassJaccardIndex(k, average="none")(preds, target)
+    assert float(metrics["miou"].compute()) == pytest.approx(float(MulticlassJaccardIndex(k)(preds, target)))
+    assert float(metrics["miou_digits"].compute()) == pytest.approx(float(jaccard[1:].mean()))
+    assert float(metrics["pixel_accuracy"].compute()) == pytest.approx(
+        float(MulticlassAccuracy(k, average="micro")(preds, target))
+    )
+    # not torchmetrics' ignore_index=0, which would drop the digits' false positives on the background
+    ignoring = MulticlassJaccardIndex(k, average="none", ignore_index=0)(preds, target)[1:].mean()
+    assert float(metrics["miou_digits"].compute()) < float(ignoring)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_batches_are_images_and_class_masks_in_the_loader_order():
+    ds = load_split("scenes-seg", "train", 40, source="digits")
+    loader = MaskLoader(ds, 16, shuffle=True, seed=3)
+    batches = list(loader)
+    assert [len(x) for x, _ in batches] == [16, 16, 8] and loader.steps_per_epoch == 3
+    order = loader.order(0).tolist()
+    x, y = batches[0]
+    assert (
+        x.dtype == torch.float32 and x.shape == (16, 1, 64, 84) and 0 <= float(x.min()) <= float(x.max()) <= 1
+    )
+    assert y.dtype == torch.int64 and y.shape == (16, 64, 84)
+    assert torch.equal(y, ds.class_masks[order[:16]].long())
+    assert torch.equal((x * 255).round().to(torch.uint8), ds.images[order[:16]])
+    assert int(y.max()) <= 10 and ((y > 0) == (x[:, 0] > 0)).all()  # the mask covers exactly the ink
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> dict:
+    """A few steps of a narrow U-Net on scenes of scikit-learn's digits (offline), with the run's figures."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEEPER_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.setenv("DEEPER_OFFLINE", "1")
+        mp.delenv("DEEPER_DATA", raising=False)
+        out = tmp_path_factory.mktemp("run") / "unet"
+        torch.manual_seed(0)
+        return fit(TrainConfig(**{**TINY, "task_args": {**TINY["task_args"], "preview": 4}}, out=str(out)))
+
+
+def test_a_run_reports_the_segmentation_metrics_and_draws_its_figures(tiny_run):
+    r = tiny_run
+    assert r["primary_metric"] == "miou" and r["task"] == "segment"
+    for key in ("test_miou", "test_miou_digits", "test_pixel_accuracy", "val_miou"):
+        assert 0 <= r[key] <= 1, key
+    matrix = torch.tensor(r["test"]["confusion_matrix"])
+    assert matrix.shape == (11, 11) and int(matrix.sum()) == 24 * 64 * 84
+    scores = segmentation_scores(matrix)
+    assert r["test_miou"] == pytest.approx(float(scores["miou"]))
+    per_class = r["test_iou_per_class"]
+    assert list(per_class)[:2] == ["background", "0"] and len(per_class) == 11
+    present = [v for v in per_class.values() if v is not None]
+    assert r["test_miou"] == pytest.approx(sum(present) / len(present))
+    run_dir = Path(r["run_dir"])
+    for name in ("segmentation.png", "iou_per_class.png", "curves.png", "model.safetensors"):
+        assert (run_dir / name).stat().st_size > 1000, name
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train_loss", "train_pixel_accuracy", "val_miou", "val_miou_digits"} <= set(header)
+    assert not any("confusion" in h for h in header)
+
+
+@pytest.mark.slow
+def test_a_short_training_beats_the_all_background_predictor_by_far(tmp_path):
+    r = fit(TrainConfig(
+        task="segment", data="scenes-seg", model="unet", model_kwargs={"width": 8, "depth": 3}, subset=600,
+        batch_size=16, epochs=4, lr=0.004, label_smoothing=0.0,
+        task_args={"source": "digits", "val_scenes": 100, "test_scenes": 200, "figures": False},
+        out=str(tmp_path / "u"), **QUIET,
+    ))  # fmt: skip
+    matrix = torch.tensor(r["test"]["confusion_matrix"])
+    trivial = torch.zeros_like(matrix)
+    trivial[:, 0] = matrix.sum(1)  # every pixel called background
+    baseline = float(segmentation_scores(trivial)["miou"])
+    assert baseline < 0.1
+    assert r["test_miou"] > baseline + 0.4, (r["test_miou"], baseline)
+    assert r["test_miou_digits"] > 0.3
+
+
+def test_models_and_data_of_another_kind_and_classification_options_are_refused(tmp_path):
+    for options, message in [
+        ({"model": "lenet5"}, "'lenet5' is a classify model; task 'segment' takes segment models"),
+        ({"data": "mnist"}, "holds images; task 'segment' trains on scenes"),
+        ({"mixup": 0.2}, "does not take --mixup"),
+        ({"model_kwargs": {"width": 4, "depht": 2}}, "does not take option.*depht"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            fit(TrainConfig(**{**TINY, **options}, out=str(tmp_path / "x")))
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+def _scene_png(path: Path, *, size=(50, 130), invert=False, colour=False) -> np.ndarray:
+    ds = load_split("scenes-seg", "test", 2, source="digits")
+    canvas = np.zeros(size, np.uint8)
+    h, w = min(size[0], 64), min(size[1], 84)
+    canvas[:h, :w] = ds.images[1, 0, :h, :w].numpy()
+    img = 255 - canvas if invert else canvas
+    if colour:
+        rgb = np.stack([img, img // 2, img], -1)
+        Image.fromarray(rgb).save(path)
+    else:
+        Image.fromarray(img).save(path)
+    return canvas
+
+
+def _predict(capsys, *args) -> tuple[int, dict | None, str]:
+    code = main(["predict", *args, "--json"])
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    return code, (json.loads(lines[-1]) if code == 0 else None), captured.err
+
+
+def test_predict_writes_a_mask_and_an_overlay_for_an_image_of_another_size(tiny_run, tmp_path, capsys):
+    img = tmp_path / "scene.png"
+    _scene_png(img, size=(50, 130))
+    dark = tmp_path / "dark-on-light.png"
+    _scene_png(dark, size=(70, 70), invert=True)
+    code, r, _ = _predict(
+        capsys, "--weights", tiny_run["run_dir"], str(img), str(dark), "-o", str(tmp_path / "out")
+    )
+    assert code == 0 and r["task"] == "segment"
+    first, second = r["predictions"]
+    assert first["size"] == [50, 130] and sum(first["classes"].values()) == 50 * 130
+    assert "inverted" not in first and second["inverted"] is True and second["size"] == [70, 70]
+    mask = Image.open(first["mask"])
+    assert mask.mode == "P" and mask.size == (130, 50)
+    values = np.asarray(mask)
+    names = ["background"] + [str(d) for d in range(10)]
+    counts = {names[c]: int(n) for c, n in enumerate(np.bincount(values.reshape(-1), minlength=11)) if n}
+    assert counts == first["classes"]
+    overlay = Image.open(first["overlay"])
+    assert overlay.mode == "RGB" and overlay.size == (130, 50)
+    # the answer is the model's own: the same image through the network gives the same mask
+    from deeper.inference import predict_files
+
+    again, task = predict_files(tiny_run["run_dir"], [str(img)], device="cpu")
+    assert task.name == "segment" and again[0]["classes"] == first["classes"] and again[0]["mask"] is None
+
+
+def test_predict_refuses_colour_and_empty_images_in_one_line(tiny_run, tmp_path, capsys):
+    colour = tmp_path / "colour.png"
+    _scene_png(colour, colour=True)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    for path, message in [
+        (colour, "a colour image; the model reads grey images"),
+        (empty, "not a readable image"),
+    ]:
+        code, _, err = _predict(capsys, "--weights", tiny_run["run_dir"], str(path))
+        assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+# ----------------------------------------------------------------------------- segment-preview
+
+
+def test_segment_preview_draws_each_model_beside_the_truth(tiny_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DEEPER_DATA", raising=False)  # the run's scenes are scikit-learn's digits: offline
+    run = tiny_run["run_dir"]
+    out, bars = tmp_path / "p.png", tmp_path / "iou.png"
+    args = ["segment-preview", "--weights", run, "--weights", run, "--n", "3", "--eval", "24"]
+    assert main([*args, "-o", str(out), "--iou", str(bars), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out.stat().st_size > 1000 and bars.stat().st_size > 1000
+    assert list(r["models"]) == ["unet", "unet #2"] and r["scenes_scored"] == 24
+    # scored on the first 24 test scenes: the run's own test split
+    assert r["models"]["unet"]["miou"] == pytest.approx(tiny_run["test_miou"])
+
+
+def test_segment_preview_refuses_weights_of_another_task_in_one_line(tmp_path, capsys):
+    from deeper.models import create_model, save_weights
+
+    path = tmp_path / "lenet.safetensors"
+    save_weights(create_model("lenet5"), path, {"model": "lenet5", "task": "classify"})
+    assert main(["segment-preview", "--weights", str(path), "-o", str(tmp_path / "p.png")]) == 1
+    err = capsys.readouterr().err
+    assert "holds weights of task 'classify', not segment" in err and len(err.strip().splitlines()) == 1
