@@ -17,7 +17,8 @@ other sections are kept).  The configurations are fixed here, before running:
   seeded apart.  "Solved": a mean of at least 475 over the 100 test episodes.
 - Breakout: MinAtar's network and settings (buffer 100,000, batch 32, one update per
   step, target copied every 1,000 updates, epsilon 1 -> 0.1 over 100,000 steps, 5,000
-  random steps first), Adam lr 2.5e-4, stopped after ``--minutes`` of training.
+  random steps first), Adam lr 2.5e-4, stopped after ``--minutes`` of training (evaluations
+  not counted); greedy evaluations of 10 episodes every 25,000 steps, a test of 30.
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ CARTPOLE = {
 }  # fmt: skip
 BREAKOUT = {
     "task_args": {"env": "MinAtar/Breakout-v1", "steps": 25_000, "train_freq": 1, "sync": 1000,
-                  "learning_starts": 5000, "capacity": 100_000, "exploration": 0.2, "eps_end": 0.1,
-                  "gamma": 0.99, "episodes": 10, "test_episodes": 100},
+                  "learning_starts": 5000, "capacity": 100_000, "exploration": 0.1, "eps_end": 0.1,
+                  "gamma": 0.99, "episodes": 10, "test_episodes": 30},
     "epochs": 40, "batch_size": 32, "optimizer": "adam", "lr": 2.5e-4, "schedule": "constant", "clip_grad": 10.0,
 }  # fmt: skip
 SEEDS = (0, 1, 2, 3, 4)
 RESULT = RESULTS / "rl.json"
+QUICK = {"steps": 500, "learning_starts": 200, "episodes": 2, "test_episodes": 2}  # --quick: the plumbing only
 
 
 class TimeLimit(Callback):
@@ -98,18 +100,19 @@ def _store(section: str, value) -> None:
     doc = _load()
     doc.pop("benchmark", None), doc.pop("machine", None), doc.pop("torch", None)
     doc[section] = value
-    save("rl", doc)
+    save("rl", doc, str(RESULT))
 
 
 def _show(rows: list[dict]) -> None:
     print_table([{k: v for k, v in r.items() if k != "evaluations"} for r in rows])
 
 
-def cartpole(seeds, double: bool) -> None:
+def cartpole(seeds, double: bool, quick: bool = False) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
-            r = fit(_config(CARTPOLE, seed, f"{tmp}/{seed}", double=double))
+            cfg = _config(CARTPOLE, seed, f"{tmp}/{seed}", double=double, **(QUICK if quick else {}))
+            r = fit(cfg.replace(epochs=2) if quick else cfg)
             rows.append(_row(r, seed))
             _show(rows[-1:])
     solved = [r for r in rows if r["solved"]]
@@ -125,9 +128,10 @@ def cartpole(seeds, double: bool) -> None:
     _store("cartpole_double" if double else "cartpole", summary)
 
 
-def breakout(minutes: float, seed: int) -> None:
+def breakout(minutes: float, seed: int, quick: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        r = fit(_config(BREAKOUT, seed, f"{tmp}/b"), callbacks=[TimeLimit(minutes * 60)])
+        cfg = _config(BREAKOUT, seed, f"{tmp}/b", **(QUICK if quick else {}))
+        r = fit(cfg, callbacks=[TimeLimit(minutes * 60)])
         episodes = Path(tmp, "b", "episodes.csv").read_text().splitlines()[1:]
     ends = [int(line.split(",")[1]) for line in episodes]
     rets = [float(line.split(",")[2]) for line in episodes]
@@ -190,18 +194,23 @@ def figures(out_dir: Path) -> None:
 
 
 def main() -> None:
+    global RESULT
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("part", choices=["cartpole", "double", "breakout", "figures"])
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     p.add_argument("--minutes", type=float, default=15.0, help="breakout: minutes of training")
     p.add_argument("--images", default=str(Path(__file__).resolve().parents[1] / "docs" / "images"))
+    p.add_argument("--quick", action="store_true", help="tiny settings into --output (checks the plumbing)")
+    p.add_argument("--output", help=f"results file [{RESULT}]")
     a = p.parse_args()
+    if a.output:
+        RESULT = Path(a.output)
     if a.part == "figures":
         figures(Path(a.images))
     elif a.part == "breakout":
-        breakout(a.minutes, a.seeds[0])
+        breakout(a.minutes, a.seeds[0], a.quick)
     else:
-        cartpole(a.seeds, double=a.part == "double")
+        cartpole(a.seeds, double=a.part == "double", quick=a.quick)
 
 
 if __name__ == "__main__":

@@ -364,3 +364,15 @@ def test_train_takes_env_as_the_rl_task_option():
 
     args = argparse.Namespace(task="rl", env="CartPole-v1", task_args=[("steps", 10)])
     assert given_options(args) == {"task": "rl", "task_args": {"steps": 10, "env": "CartPole-v1"}}
+
+
+def test_the_task_sets_torchs_cpu_threads_unless_told_not_to():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        _task_and_source(sync=1, threads=0)
+        assert torch.get_num_threads() == 2
+        _task_and_source(sync=1)  # default: one thread for the small batches of acting
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
