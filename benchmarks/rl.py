@@ -107,6 +107,18 @@ def _show(rows: list[dict]) -> None:
     print_table([{k: v for k, v in r.items() if k != "evaluations"} for r in rows])
 
 
+def value_figures(rows: list[dict]) -> dict:
+    """Predicted against realised values over every evaluation of every seed (the over-estimation)."""
+    evals = [e for r in rows for e in r["evaluations"] if "q" in e]
+    last_q = [next(e["q"] for e in reversed(r["evaluations"]) if "q" in e) for r in rows]
+    ceiling = 1 / (1 - CARTPOLE["task_args"]["gamma"])  # rewards of 1 per step: no state is worth more
+    return {
+        "mean_last_predicted_q": round(sum(last_q) / len(last_q), 1),
+        "mean_overestimation": round(sum(e["q"] - e["g"] for e in evals) / len(evals), 1),
+        "evaluations_above_ceiling": sum(e["q"] > ceiling for e in evals), "evaluations": len(evals),
+    }  # fmt: skip
+
+
 def cartpole(seeds, double: bool, quick: bool = False) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,6 +136,7 @@ def cartpole(seeds, double: bool, quick: bool = False) -> None:
         "mean_seconds": round(sum(r["seconds"] for r in rows) / len(rows), 1),
         "env_steps_per_s": round(sum(r["env_steps_per_s"] for r in rows) / len(rows)),
     }  # fmt: skip
+    summary.update(value_figures(rows))
     print(f"{'Double DQN' if double else 'DQN'}: solved {len(solved)}/{len(rows)} seeds")
     _store("cartpole_double" if double else "cartpole", summary)
 
@@ -148,17 +161,24 @@ def figures(out_dir: Path) -> None:
     from deeper.rl.plots import moving_average
 
     doc = _load()
+    for key in ("cartpole", "cartpole_double"):  # derived figures of runs stored before they were computed
+        if key in doc and "mean_overestimation" not in doc[key]:
+            doc[key].update(value_figures(doc[key]["seeds"]))
+            _store(key, doc[key])
     out_dir.mkdir(parents=True, exist_ok=True)
-    if "cartpole" in doc:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for r in doc["cartpole"]["seeds"]:
-            ev = r["evaluations"]
-            ax.plot([e["env_steps"] for e in ev], [e["return"] for e in ev], "-o", markersize=3,
-                    label=f"seed {r['seed']} (test {r['test_mean_return']:.0f})")  # fmt: skip
-        ax.axhline(475, color="tab:green", ls="--", lw=1, label="solved (475)")
-        ax.set(xlabel="environment steps", ylabel="greedy return (10 episodes)", title="DQN on CartPole-v1")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    runs = [(k, n) for k, n in (("cartpole", "DQN"), ("cartpole_double", "Double DQN")) if k in doc]
+    if runs:
+        fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4), sharey=True, squeeze=False)
+        for ax, (key, name) in zip(axes[0], runs):
+            for r in doc[key]["seeds"]:
+                ev = r["evaluations"]
+                ax.plot([e["env_steps"] for e in ev], [e["return"] for e in ev], "-o", markersize=3,
+                        label=f"seed {r['seed']} (test {r['test_mean_return']:.0f})")  # fmt: skip
+            ax.axhline(475, color="tab:green", ls="--", lw=1, label="solved (475)")
+            ax.set(xlabel="environment steps", title=f"{name} on CartPole-v1")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        axes[0][0].set_ylabel("greedy return (10 episodes)")
         save_figure(fig, out_dir / "rl-cartpole-seeds.png")
     if "cartpole" in doc and "cartpole_double" in doc:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
@@ -169,6 +189,8 @@ def figures(out_dir: Path) -> None:
                 c = f"C{i}"
                 ax.plot(x, [e["q"] for e in ev], "-", color=c, lw=1.2, label=f"seed {r['seed']}: predicted Q")
                 ax.plot(x, [e["g"] for e in ev], ":", color=c, lw=1.2, label="realised return" if i == 0 else None)
+            ceiling = 1 / (1 - CARTPOLE["task_args"]["gamma"])
+            ax.axhline(ceiling, color="k", ls="--", lw=0.8, label=f"no state is worth more ({ceiling:.0f})" if key == "cartpole" else None)
             ax.set(title=f"{name}: predicted Q(s, a) (solid) vs realised discounted return (dotted)",
                    xlabel="environment steps")  # fmt: skip
             ax.title.set_fontsize(8)
@@ -195,6 +217,9 @@ def figures(out_dir: Path) -> None:
 
 def main() -> None:
     global RESULT
+    import torch
+
+    torch.set_num_threads(1)  # as the task sets it (its option threads): the machine line says so
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("part", choices=["cartpole", "double", "breakout", "figures"])
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))

@@ -376,3 +376,42 @@ def test_the_task_sets_torchs_cpu_threads_unless_told_not_to():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+ALL_OPTIONS = {"double": True, "dueling": True, "prioritized": True, "tau": 0.5, "sync": 4}
+
+
+@pytest.mark.slow
+def test_double_dueling_prioritized_polyak_dqn_solves_the_corridor(tmp_path):
+    r = fit(TrainConfig(task="rl", task_args={**CHAIN, **ALL_OPTIONS}, epochs=4, batch_size=32, lr=0.003,
+                        schedule="constant", out=str(tmp_path / "all"), **QUIET))  # fmt: skip
+    assert r["eval_mean_return"] == 1.0 and r["test"]["length"] == 4
+
+
+@pytest.mark.slow
+def test_a_prioritized_run_resumes_exactly_priorities_included(tmp_path):
+    from deeper.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    args = {**CHAIN, **ALL_OPTIONS, "steps": 60, "learning_starts": 20}
+    options = dict(task="rl", task_args=args, epochs=2, batch_size=8, lr=0.003, schedule="constant", **QUIET)
+    fit(TrainConfig(**options, out=str(tmp_path / "straight")))
+    fit(TrainConfig(**options, max_steps=77, out=str(tmp_path / "split")))
+    fit(TrainConfig(**options, out=str(tmp_path / "split")), resume=True)
+    (a, sa), (b, sb) = (load_checkpoint(latest_checkpoint(tmp_path / n)) for n in ("straight", "split"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    pa, pb = sa["sources"]["train"]["buffer"], sb["sources"]["train"]["buffer"]
+    assert torch.equal(pa["priority"], pb["priority"]) and pa["max_priority"] == pb["max_priority"]
+    assert not torch.all(pa["priority"] == pa["priority"][0])  # the TD errors set them apart
+
+
+def test_atari_frames_are_preprocessed_stacked_and_rebuilt_exactly():
+    pytest.importorskip("ale_py")
+    pytest.importorskip("cv2")
+    a = EpisodeRunner(make_env("ALE/Breakout-v5"), seed=3)
+    assert (a.env.info.obs_shape, a.env.info.obs_dtype) == ((4, 84, 84), torch.uint8)
+    for i in range(40):
+        a.step(i % 4)
+    b = EpisodeRunner(make_env("ALE/Breakout-v5"), seed=3)
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(a.obs, b.obs)
+    assert make_qnet("auto", a.env.info.obs_shape, 4)(a.obs[None]).shape == (1, 4)  # the DQN paper's network

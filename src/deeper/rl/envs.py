@@ -12,7 +12,8 @@ Names:
   MinAtar games (10x10 frames of one channel per kind of object, sticky actions with
   probability 0.1, the minimal action set), from the pixels; episodes are cut at
   10,000 steps.
-- ``ALE/<Game>-v5`` when ``ale-py`` is installed: the Arcade Learning Environment with
+- ``ALE/<Game>-v5`` when ``ale-py`` and ``opencv-python-headless`` are installed (not
+  dependencies of the project): the Arcade Learning Environment with
   the DQN paper's preprocessing (up to 30 no-ops at the start, 4 frames per action with
   the max of the last two, 84x84 grey frames) and the last 4 frames stacked.
 

@@ -212,7 +212,7 @@ class RlTask(Task):
         Metric("q", label="Q", fmt=".2f"),
         Metric("g", label="G", fmt=".2f"),
         Metric("return", label="return", fmt=".1f"),
-        Metric("return_std", label="+-", fmt=".1f"),
+        Metric("return_std", higher_is_better=False, label="+-", fmt=".1f"),
         Metric("length", label=""),
         Metric("episodes", label="", fmt=".0f"),
         Metric("epsilon", label="eps", fmt=".3f"),
