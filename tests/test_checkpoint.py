@@ -46,12 +46,13 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypat
     save_checkpoint(tmp_path, 1, model_state(1.0), {"loop": {"epoch": 1}})
 
     def crash(*args, **kwargs):
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match=f"into {tmp_path / 'checkpoints'}: No space left on device"):
         save_checkpoint(tmp_path, 2, model_state(2.0), {"loop": {"epoch": 2}})
     monkeypatch.undo()
+    assert not list((tmp_path / "checkpoints").glob(".*partial*"))  # the half-written folder is gone
     weights, state = load_checkpoint(latest_checkpoint(tmp_path))
     assert float(weights["w"][0, 0]) == 1.0 and state["loop"] == {"epoch": 1}
     save_checkpoint(tmp_path, 3, model_state(3.0), {})  # the next save clears the debris

@@ -99,7 +99,10 @@ def test_any_value_of_any_numeric_option_is_accepted_in_range_or_refused_in_one_
         ({"model": ["a"]}, "model must be a string"),
         ({"tensorboard": "yes"}, "--tensorboard must be true or false"),
         ({"task_args": [1]}, "task_args must be a mapping"),
-        ({"optimizer_kwargs": {"momentum": {1, 2}}}, "optimizer_kwargs.momentum: expected plain data, got set"),
+        (
+            {"optimizer_kwargs": {"momentum": {1, 2}}},
+            "optimizer_kwargs.momentum: expected plain data, got set",
+        ),
     ],
 )
 def test_every_configuration_value_is_checked_against_its_type_and_range(options, message):
@@ -189,12 +192,21 @@ def _weights(path, state, meta):
 @pytest.mark.parametrize(
     "meta, message",
     [
-        ({"model": "deep-convnet", "num_classes": 2_000_000_000}, "num_classes=2000000000 is outside [1, 100000]"),
+        (
+            {"model": "deep-convnet", "num_classes": 2_000_000_000},
+            "num_classes=2000000000 is outside [1, 100000]",
+        ),
         ({"model": "deep-convnet", "in_chans": "three"}, "in_chans='three' is not an integer"),
         ({"model": "deep-convnet", "img_size": -28}, "img_size=-28 is outside [1, 4096]"),
         ({"model": "deep-convnet", "model_kwargs": "{width: 2"}, "unreadable model_kwargs"),
-        ({"model": "deep-convnet", "model_kwargs": "[1, 2]"}, "model_kwargs in the file's metadata is not a mapping"),
-        ({"model": "deep-convnet", "model_kwargs": '{"width": 1e9}'}, "option width must be a number in [0, 10000]"),
+        (
+            {"model": "deep-convnet", "model_kwargs": "[1, 2]"},
+            "model_kwargs in the file's metadata is not a mapping",
+        ),
+        (
+            {"model": "deep-convnet", "model_kwargs": '{"width": 1e9}'},
+            "option width must be a number in [0, 10000]",
+        ),
     ],
 )
 def test_weights_whose_metadata_lies_are_refused_naming_the_file(meta, message, tmp_path):
@@ -228,7 +240,17 @@ def test_weights_holding_nan_or_inf_are_refused_by_every_command(bad, tmp_path, 
     for argv in (
         ["predict", "--weights", str(path), str(img)],
         ["eval", "--weights", str(path), "--data", "digits"],
-        ["quantize", "--weights", str(path), "--data", "digits", "--method", "int4", "-o", str(tmp_path / "q.safetensors")],
+        [
+            "quantize",
+            "--weights",
+            str(path),
+            "--data",
+            "digits",
+            "--method",
+            "int4",
+            "-o",
+            str(tmp_path / "q.safetensors"),
+        ],
         ["export", "--weights", str(path), "--data", "digits", "-o", str(tmp_path / "m.onnx")],
     ):
         code, _, err = run(capsys, *argv)
@@ -245,3 +267,282 @@ def test_the_book_converter_refuses_nan_parameters(tmp_path):
     params["W3"][0, 0, 0, 0] = float("nan")
     with pytest.raises(CheckpointError, match="tensor W3 holds 1 NaN"):
         book_to_state_dict(params, "book.pkl")
+
+
+# ----------------------------------------------------------------------------- resource bombs
+
+
+BOMB_CHILD = """
+import resource, sys
+from deeper.errors import DataError
+from deeper.data import load_dataset
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    load_dataset("mnist", "test", data_dir=sys.argv[1])
+    print("loaded")
+except DataError as e:
+    print("refused:", e)
+print("peak-kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def _load_in_child(folder) -> tuple[str, int]:
+    import subprocess
+    import sys
+
+    p = subprocess.run(
+        [sys.executable, "-c", BOMB_CHILD, str(folder)], capture_output=True, text=True, timeout=300
+    )
+    lines = p.stdout.strip().splitlines()
+    assert p.returncode == 0 and lines, p.stderr[-2000:]
+    return lines[0], int(lines[-1].split()[1])
+
+
+@pytest.mark.slow
+def test_a_sparse_file_claiming_40_gb_is_refused_before_it_is_read(tmp_path):
+    (tmp_path / "mnist").mkdir()
+    with open(tmp_path / "mnist" / "t10k-images-idx3-ubyte", "wb") as fh:
+        fh.truncate(40 * 10**9)  # sparse: no disk used
+    message, peak_kb = _load_in_child(tmp_path)
+    assert (
+        message.startswith("refused:") and "40,000,000,000 bytes, more than the 7,840,016 expected" in message
+    )
+    assert peak_kb < 50_000  # nothing of it was read
+
+
+@pytest.mark.slow
+def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path):
+    import gzip
+
+    (tmp_path / "mnist").mkdir()
+    with gzip.open(tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz", "wb", compresslevel=9) as fh:
+        zeros = bytes(1 << 24)
+        for _ in range(120):  # 2 GB of zeros in about 2 MB
+            fh.write(zeros)
+    assert (tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz").stat().st_size < 5 * 10**6
+    message, peak_kb = _load_in_child(tmp_path)
+    assert message.startswith("refused:") and "inflates to more than the 7,840,016 bytes expected" in message
+    assert peak_kb < 100_000  # the expected size (7.8 MB) and a chunk, never the 2 GB
+
+
+def test_a_huge_image_is_refused_before_its_pixels_are_decoded(tmp_path, capsys):
+    import struct
+    import zlib
+
+    from deeper.models import create_model, save_weights
+    from tests.helpers import run
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    # a 20000x20000 grey PNG header with a tiny (truncated) body: only the header may be read
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
+    (tmp_path / "big.png").write_bytes(png)
+    w = tmp_path / "w.safetensors"
+    save_weights(create_model("deep-convnet"), w, {"model": "deep-convnet", "num_classes": 10})
+    code, _, err = run(capsys, "predict", "--weights", str(w), str(tmp_path / "big.png"))
+    assert code == 1 and "400,000,000 pixels, more than the 40,000,000" in err and len(err.splitlines()) == 1
+
+
+def test_summary_refuses_an_input_it_cannot_hold(capsys):
+    from tests.helpers import run
+
+    code, _, err = run(capsys, "summary", "lenet5", "--input", "1x100000x100000")
+    assert code == 1 and "at most 64 channels and 4096x4096 pixels" in err
+
+
+# ----------------------------------------------------------------------------- runs: writers, pointers, leftovers
+
+
+QUIET = dict(
+    data="digits", subset=64, batch_size=32, epochs=1, tensorboard=False, progress=False, device="cpu"
+)
+
+
+def test_a_second_writer_of_a_run_folder_is_refused_and_nothing_is_mixed(tmp_path):
+    from deeper.fileio import RunLock
+    from deeper.train import fit
+
+    out = tmp_path / "run"
+    with RunLock(out):  # a training holds the folder (in this process: flock locks are per open file)
+        with pytest.raises(ConfigError, match=f"{out} is being written by process \\d+; wait for it"):
+            fit(TrainConfig(**QUIET, out=str(out)))
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]
+    result = fit(TrainConfig(**QUIET, out=str(out)))  # released: a dead holder never blocks
+    assert result["steps"] == 2
+
+
+@pytest.mark.slow
+def test_two_trainings_started_together_on_one_folder(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "deeper", "train", "--data", "digits", "--epochs", "2", "--subset", "256",
+           "--no-tensorboard", "--out", str(out), "--json"]  # fmt: skip
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    results = [p.communicate(timeout=600) + (p.returncode,) for p in procs]
+    codes = sorted(r[2] for r in results)
+    assert codes == [0, 1], results
+    loser = next(r for r in results if r[2] == 1)
+    assert "is being written by process" in loser[1] and len(loser[1].strip().splitlines()) == 1
+    import json
+
+    config = (out / "config.yaml").read_text()
+    assert json.loads((out / "result.json").read_text())["steps"] == 4 and config.count("task:") == 1
+
+
+@pytest.mark.parametrize(
+    "pointer", ["../../outside", "/etc", "step-00000001/../../x", "step-1", "", "step-00000002"]
+)
+def test_a_latest_pointer_outside_the_run_is_refused(pointer, tmp_path):
+    import torch
+
+    from deeper.errors import CheckpointError
+    from deeper.train.checkpoint import latest_checkpoint, save_checkpoint
+
+    save_checkpoint(tmp_path, 1, {"w": torch.zeros(1)}, {})
+    (tmp_path / "checkpoints" / "latest").write_text(pointer + "\n")
+    with pytest.raises(CheckpointError, match="latest (names|points at)"):
+        latest_checkpoint(tmp_path)
+
+
+def test_a_refused_pickle_in_state_pt_is_one_line(tmp_path):
+    import io
+    import pickle
+
+    import torch
+
+    from deeper.errors import CheckpointError
+    from deeper.train.checkpoint import load_checkpoint, save_checkpoint
+
+    path = save_checkpoint(tmp_path, 1, {"w": torch.zeros(1)}, {})
+    buf = io.BytesIO()
+    torch.save({"format": 1, "evil": pickle.loads(pickle.dumps(print))}, buf)  # a global: refused
+    (path / "state.pt").write_bytes(buf.getvalue())
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(path)
+    assert "refused to load: not a plain-data checkpoint" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_written_files_follow_the_umask_and_stale_partials_are_cleaned(tmp_path):
+    import os
+
+    from deeper.fileio import NEW_FILE_MODE, write_text_atomic
+
+    stale = tmp_path / ".result.json.999999999.abc.partial"  # left by a killed writer (no such process)
+    stale.write_text("x")
+    write_text_atomic(tmp_path / "result.json", "{}")
+    assert not stale.exists()
+    assert os.stat(tmp_path / "result.json").st_mode & 0o777 == NEW_FILE_MODE
+    assert NEW_FILE_MODE & 0o044  # others may read, as with any file the user creates
+
+
+def test_a_write_error_names_the_users_file_not_a_temporary_one(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from deeper.fileio import write_bytes_atomic
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as e:
+        write_bytes_atomic(tmp_path / "model.safetensors", b"x")
+    assert (
+        e.value.filename == str(tmp_path / "model.safetensors")
+        and e.value.strerror == "No space left on device"
+    )
+    assert not list(tmp_path.iterdir())
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line(monkeypatch, capsys):
+    import deeper.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_load_command_modules", interrupted)
+    assert cli.main(["models"]) == 130
+    assert capsys.readouterr().err == "deeper: interrupted\n"
+
+
+@pytest.mark.slow
+def test_export_refuses_an_opset_it_cannot_write(digits_weights_path, tmp_path, capsys):
+    from tests.helpers import run
+
+    code, _, err = run(capsys, "export", "--weights", digits_weights_path, "--data", "digits", "--opset", "13",
+                       "-o", str(tmp_path / "m.onnx"))  # fmt: skip
+    assert (
+        code == 1 and "could not convert this model to opset 13" in err and len(err.strip().splitlines()) == 1
+    )
+    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*partial"))
+
+
+@pytest.fixture
+def digits_weights_path(tmp_path):
+    from deeper.models import create_model, save_weights
+
+    path = tmp_path / "w" / "w.safetensors"
+    save_weights(create_model("deep-convnet"), path, {"model": "deep-convnet", "num_classes": 10})
+    return str(path)
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+@pytest.mark.slow
+@pytest.mark.multiproc
+def test_runs_killed_or_interrupted_at_random_moments_resume_to_the_uninterrupted_result(tmp_path):
+    """SIGKILL and SIGINT at random moments (checkpoints every two steps, so some land while one is
+    written); each time the run resumes (or starts again when no checkpoint exists yet), and the end is
+    the uninterrupted run's, bit for bit."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    base = [sys.executable, "-m", "deeper", "train", "--data", "digits", "--model", "lenet5", "--epochs", "3",
+            "--subset", "384", "--batch-size", "32", "--checkpoint-every", "2", "--no-tensorboard"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0 = time.perf_counter()
+    subprocess.run([*base, "--out", str(tmp_path / "straight")], check=True, env=env, capture_output=True)
+    whole = time.perf_counter() - t0  # start-up included: the kills fall anywhere in a run's life
+    out = tmp_path / "killed"
+    rng = random.Random(4)
+    signals = []
+    for attempt in range(7):  # six interruptions at random moments, then the run may finish
+        resume = (out / "checkpoints" / "latest").is_file()
+        cmd = [*base[:4], "--resume", str(out)] if resume else [*base, "--out", str(out)]
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if attempt < 6:
+            time.sleep(rng.uniform(0.3, 1.0) * whole)
+        if attempt == 6 or p.poll() is not None:
+            _, err = p.communicate(timeout=600)
+            assert p.returncode == 0, err[-2000:]
+            break
+        sig = rng.choice([signal.SIGKILL, signal.SIGINT])
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=120)
+        signals.append(sig.name)
+        if sig == signal.SIGINT:
+            # 130: stopped with a checkpoint; 0 or -2: the signal came as the finished run shut down
+            assert p.returncode in (130, 0, -2) and "Traceback" not in err, err[-2000:]
+    assert signals, "no signal reached the run: lengthen it"
+    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a), signals
+    assert not list((out / "checkpoints").glob(".*partial*"))  # a kill mid-save left one: later saves cleared it
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)

@@ -69,7 +69,7 @@ def test_deep_convnet_width_norm_travels_with_the_weights(tmp_path):
     plain, _ = model_from_weights(path, width_norm=0.0)  # the same weights without it see other inputs
     with torch.no_grad():
         assert not torch.allclose(plain.eval()(x), net(x))
-    with pytest.raises(ConfigError, match="positive width"):
+    with pytest.raises(ConfigError, match=r"option width_norm must be a number in \[0, 10000\], got -3"):
         create_model("deep-convnet", width_norm=-3)
 
 
@@ -92,7 +92,7 @@ def test_resnet20_width_norm_runs_first_and_travels_with_the_weights(tmp_path):
     assert again.stem.width_norm.width == 16
     with torch.no_grad():
         torch.testing.assert_close(again.eval()(x), net(x))
-    with pytest.raises(ConfigError, match="positive width"):
+    with pytest.raises(ConfigError, match=r"option width_norm must be a number in \[0, 10000\], got -1"):
         create_model("resnet20", width_norm=-1)
 
 

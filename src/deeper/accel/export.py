@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from deeper.errors import ConfigError, DeeperError
+from deeper.fileio import NEW_FILE_MODE
 
 
 def _require_onnx():
@@ -45,7 +46,11 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(fd)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(None):
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(None),
+            _quiet_loggers("torch.onnx", "onnxscript"),
+        ):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 model, (example.cpu().float(),), dynamo=True, opset_version=opset,
@@ -53,6 +58,13 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike
                 dynamic_shapes=({0: batch},), external_data=False, verbose=False,
             )  # fmt: skip
             program.save(tmp)
+        written = _opset_of(tmp)
+        if written != opset:  # the exporter fell back to its own opset when it could not convert
+            raise ConfigError(
+                f"the ONNX exporter could not convert this model to opset {opset} (it would write opset {written}); "
+                "choose --opset 17 or higher"
+            )
+        os.chmod(tmp, NEW_FILE_MODE)
         os.replace(tmp, path)
     except Exception as e:  # noqa: BLE001 - exporter failures come in many types
         Path(tmp).unlink(missing_ok=True)
@@ -62,6 +74,29 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike
             f"ONNX export of {type(model).__name__} failed: {type(e).__name__}: {str(e).splitlines()[0]}"
         ) from None
     return path
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str):
+    """The exporter's own log lines (version-conversion notes) kept off the user's terminal."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _opset_of(path: str | os.PathLike) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), -1)
 
 
 def onnx_session(path: str | os.PathLike, threads: int | None = None):

@@ -450,6 +450,9 @@ def parse_shape(text: str) -> tuple[int, int, int]:
         shape = ()
     if len(shape) != 3 or min(shape) < 1:
         raise ConfigError(f"input shape must look like CxHxW, e.g. 1x28x28 or 3x224x224, got {text!r}")
+    c, h, w = shape
+    if c > 64 or h > 4096 or w > 4096:
+        raise ConfigError(f"input shape {text!r}: at most 64 channels and 4096x4096 pixels")
     return shape  # type: ignore[return-value]
 
 

@@ -189,6 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``deeper`` command: its exit code (0, 1 for a user's error, 2 for a usage error, 130 on Ctrl-C)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # also while the command modules are still being imported
+        print("deeper: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     from deeper.errors import DeeperError
 
     parser = build_parser()

@@ -33,6 +33,7 @@ def read_content(
     basename: str,
     content_md5: str | None,
     remote: RemoteFile | None,
+    max_bytes: int | None = None,
 ) -> bytes:
     """The decompressed bytes of ``basename`` (stored plain or as ``basename.gz``).
 
@@ -40,7 +41,7 @@ def read_content(
     cache when neither has it.  ``content_md5`` is checked on the decompressed
     bytes, so a re-compressed ``.gz`` is accepted.  A corrupt file in the cache is
     deleted and fetched again; a corrupt file in the user's offline directory is an
-    error (we never delete the user's files).
+    error (we never delete the user's files).  Nothing larger than ``max_bytes`` is read or inflated.
     """
     names = [basename, basename + ".gz"]
     for kind, root in sources.roots():
@@ -48,7 +49,7 @@ def read_content(
             path = root / folder / name
             if not path.is_file():
                 continue
-            data = read_maybe_gzip(path)
+            data = read_maybe_gzip(path, max_bytes)
             if content_md5 is None or bytes_digest(data) == content_md5:
                 return data
             if kind == "offline":
@@ -63,7 +64,7 @@ def read_content(
             + ("" if remote is None else ", or allow downloads")
         )
     path = fetch(remote, sources.cache_dir / folder)
-    data = read_maybe_gzip(path)
+    data = read_maybe_gzip(path, max_bytes)
     if content_md5 is not None and bytes_digest(data) != content_md5:
         path.unlink()
         raise ChecksumError(f"{path}: downloaded file decompresses to content with the wrong MD5")

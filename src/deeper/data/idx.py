@@ -9,7 +9,6 @@ message names the file.
 
 from __future__ import annotations
 
-import gzip
 import os
 import zlib
 from pathlib import Path
@@ -84,26 +83,84 @@ def parse_idx(
     return arr.astype(found.newbyteorder("="), copy=True)
 
 
-def read_maybe_gzip(path: str | os.PathLike) -> bytes:
-    """The bytes of ``path``, decompressed when it is gzip (told by its magic, not its name)."""
+#: without a stated size, no data file may hold (or inflate to) more than this
+DEFAULT_MAX_BYTES = 1 << 30
+
+
+def read_maybe_gzip(path: str | os.PathLike, max_bytes: int | None = None) -> bytes:
+    """The bytes of ``path``, decompressed when it is gzip (told by its magic, not its name).
+
+    Nothing larger than ``max_bytes`` (default 1 GiB) is ever held: a plain file's size is checked
+    before it is read (a sparse file claiming 40 GB is refused at once), and gzip data is inflated in
+    chunks and refused as soon as it grows past the limit (a gzip bomb never reaches memory).
+    """
     path = Path(path)
+    limit = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            if fh.read(2) == b"\x1f\x8b":
+                fh.seek(0)
+                return _inflate(fh, path, limit)
+            size = os.fstat(fh.fileno()).st_size
+            if size > limit:
+                raise DataError(
+                    f"{path}: {size:,} bytes, more than the {limit:,} expected; refusing to read it"
+                )
+            fh.seek(0)
+            return fh.read()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: a folder, not a data file") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise DataError(f"{path}: corrupt gzip data ({e})") from None
-    return raw
+
+
+def _inflate(fh, path: Path, limit: int) -> bytes:
+    out, total = [], 0
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing
+    try:
+        while chunk := fh.read(1 << 20):
+            while chunk:
+                piece = d.decompress(chunk, max(1, limit + 1 - total))
+                total += len(piece)
+                if total > limit:
+                    raise DataError(
+                        f"{path}: gzip data inflates to more than the {limit:,} bytes expected; refusing it"
+                    )
+                out.append(piece)
+                chunk = d.unconsumed_tail
+            if d.eof:
+                if d.unused_data.strip(b"\x00"):  # a second gzip member: read as gzip.decompress would
+                    rest = d.unused_data + fh.read()
+                    return b"".join(out) + _inflate_bytes(rest, path, limit - total)
+                break
+        if not d.eof:
+            raise DataError(f"{path}: corrupt gzip data (truncated)")
+    except zlib.error as e:
+        raise DataError(f"{path}: corrupt gzip data ({e})") from None
+    return b"".join(out)
+
+
+def _inflate_bytes(data: bytes, path: Path, limit: int) -> bytes:
+    import io
+
+    return _inflate(io.BytesIO(data), path, limit)
+
+
+def expected_size(dtype, shape: tuple[int, ...]) -> int:
+    """Bytes of an IDX file holding ``shape`` values of ``dtype`` (header included)."""
+    return 4 + 4 * len(shape) + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
 
 
 def read_idx(path: str | os.PathLike, **expect) -> np.ndarray:
-    """Read an IDX file (plain or gzipped) with the checks of :func:`parse_idx`."""
-    return parse_idx(read_maybe_gzip(path), str(path), **expect)
+    """Read an IDX file (plain or gzipped) with the checks of :func:`parse_idx`; when ``dtype`` and a full
+    ``shape`` are expected, nothing larger than that file is read."""
+    shape, dtype = expect.get("shape"), expect.get("dtype")
+    known = shape is not None and dtype is not None and None not in shape
+    return parse_idx(
+        read_maybe_gzip(path, expected_size(dtype, shape) if known else None), str(path), **expect
+    )
 
 
 def encode_idx(arr: np.ndarray) -> bytes:

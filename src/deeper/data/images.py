@@ -10,6 +10,7 @@ the longest side to 20 pixels and shifts the centre of mass to the middle.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +18,36 @@ from PIL import Image, UnidentifiedImageError
 
 from deeper.errors import DataError
 
+#: images larger than this are refused before they are decoded (a 20000x20000 PNG would need 1.6 GB)
+MAX_PIXELS = 40_000_000
+
 
 def read_image(path: str | os.PathLike, channels: int = 1) -> np.ndarray:
-    """``(H, W)`` grey (``channels=1``) or ``(H, W, 3)`` RGB as float32 in [0, 1]."""
+    """``(H, W)`` grey (``channels=1``) or ``(H, W, 3)`` RGB as float32 in [0, 1].
+
+    The size in the image's header is checked before any pixel is decoded (:data:`MAX_PIXELS`).
+    """
     path = Path(path)
     try:
         with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise DataError(
+                    f"{path}: {im.width}x{im.height} pixels, more than the {MAX_PIXELS:,} an image may have here"
+                )
             im.load()
             im = im.convert("L" if channels == 1 else "RGB")
     except FileNotFoundError:
         raise DataError(f"{path}: image not found") from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable image ({e})") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: a folder, not an image") from None
+    except Image.DecompressionBombError as e:  # Pillow's own check, for sizes past twice its limit
+        count = re.search(r"\((\d+) pixels\)", str(e))
+        pixels = f"{int(count.group(1)):,} pixels" if count else "too many pixels"
+        raise DataError(f"{path}: {pixels}, more than the {MAX_PIXELS:,} an image may have here") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DataError(
+            f"{path}: not a readable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
     if im.width < 1 or im.height < 1:
         raise DataError(f"{path}: empty image")
     return np.asarray(im, dtype=np.float32) / 255.0

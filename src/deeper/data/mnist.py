@@ -16,7 +16,7 @@ from torchvision.datasets import MNIST, FashionMNIST
 from deeper.data.dataset import ImageDataset
 from deeper.data.download import RemoteFile
 from deeper.data.files import describe_location, read_content
-from deeper.data.idx import parse_idx
+from deeper.data.idx import expected_size, parse_idx
 from deeper.data.registry import DatasetSpec, DataSources, register_dataset
 from deeper.errors import DataError
 
@@ -38,7 +38,8 @@ class IdxSource:
     def _read(self, sources: DataSources, basename: str, **expect) -> np.ndarray:
         gz = basename + ".gz"
         remote = RemoteFile.from_mirrors(gz, self.mirrors, self.gz_md5.get(gz)) if self.mirrors else None
-        data = read_content(sources, self.folder, basename, self.content_md5.get(basename), remote)
+        size = expected_size(expect["dtype"], expect["shape"])  # the file can be no larger
+        data = read_content(sources, self.folder, basename, self.content_md5.get(basename), remote, size)
         return parse_idx(data, f"{self.folder}/{basename}", **expect)
 
     def load(self, split: str, sources: DataSources) -> ImageDataset:

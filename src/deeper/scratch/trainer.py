@@ -290,6 +290,13 @@ def fit_scratch(cfg: TrainConfig, *, resume: bool = False, log=notice) -> dict:
     _check_supported(cfg)
     array_module(cfg.engine)  # CuPy/GPU missing: one line, before any data is loaded
     run_dir = Path(cfg.run.out) if cfg.run.out else default_run_dir(cfg)
+    from deeper.fileio import RunLock
+
+    with RunLock(run_dir):  # one writer per run folder
+        return _fit_scratch_locked(cfg, run_dir, resume=resume, log=log)
+
+
+def _fit_scratch_locked(cfg: TrainConfig, run_dir: Path, *, resume: bool, log) -> dict:
     from deeper.train.engine import checkpoint_to_resume, start_state
 
     ckpt_path = checkpoint_to_resume(run_dir, resume)

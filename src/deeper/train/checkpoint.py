@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 from safetensors.torch import save as st_save
 
 from deeper.errors import CheckpointError
-from deeper.fileio import bytes_digest, file_digest, write_text_atomic
+from deeper.fileio import NEW_FILE_MODE, bytes_digest, file_digest, write_text_atomic
 
 FORMAT = 1
 KEEP = 2
@@ -54,18 +55,25 @@ def save_checkpoint(
     for stale in root.glob(".step-*.partial-*"):  # left by a crash during an earlier save
         shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".{final.name}.partial-{os.getpid()}"
-    tmp.mkdir()
     weights = st_save({k: v.detach().to("cpu").contiguous().clone() for k, v in model_state.items()})
-    (tmp / "model.safetensors").write_bytes(weights)
     buf = io.BytesIO()
     torch.save(
         {**state, "format": FORMAT, "step": step, "model_sha256": bytes_digest(weights, "sha256")}, buf
     )
-    (tmp / "state.pt").write_bytes(buf.getvalue())
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    os.replace(tmp, final)
+    try:
+        tmp.mkdir()
+        for name, data in (("model.safetensors", weights), ("state.pt", buf.getvalue())):
+            with open(tmp / name, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+                os.chmod(tmp / name, NEW_FILE_MODE)
+        os.replace(tmp, final)
+    except OSError as e:  # a full disk, a read-only folder: nothing half-written is left, the folder is named
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(
+            f"could not write checkpoint step {step} into {root}: {e.strerror or e}"
+        ) from None
     _fsync_dir(root)
     write_text_atomic(root / "latest", final.name + "\n")
     old = sorted(p for p in root.glob("step-*") if p.is_dir() and p != final)
@@ -74,14 +82,26 @@ def save_checkpoint(
     return final
 
 
+_STEP_NAME = re.compile(r"step-\d{8,}(-\d+)?")
+
+
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path:
+    """The checkpoint ``checkpoints/latest`` names: a ``step-N`` folder beside it, never a path elsewhere."""
     root = Path(run_dir) / "checkpoints"
     pointer = root / "latest"
     if not pointer.is_file():
         raise CheckpointError(f"{run_dir}: no checkpoint to resume from (missing {pointer})")
-    path = root / pointer.read_text().strip()
-    if not path.is_dir():
-        raise CheckpointError(f"{pointer} points at {path.name}, which does not exist")
+    try:
+        name = pointer.read_text(errors="strict").strip()
+    except (OSError, UnicodeDecodeError):
+        raise CheckpointError(f"{pointer}: unreadable") from None
+    if not _STEP_NAME.fullmatch(name):
+        raise CheckpointError(
+            f"{pointer} names {name[:80]!r}, not a checkpoint folder beside it; refusing it"
+        )
+    path = root / name
+    if not path.is_dir() or path.is_symlink() or path.resolve().parent != root.resolve():
+        raise CheckpointError(f"{pointer} points at {name}, which is not a checkpoint folder of {run_dir}")
     return path
 
 
@@ -97,7 +117,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     try:
         state = torch.load(state_file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{state_file}: refused to load (not a plain-data checkpoint): {e}") from None
+        first = next((ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln), "")
+        why = f" ({first.removeprefix('WeightsUnpickler error: ')})" if first else ""
+        raise CheckpointError(f"{state_file}: refused to load: not a plain-data checkpoint{why}") from None
     except (RuntimeError, EOFError, OSError) as e:
         raise CheckpointError(f"{state_file}: unreadable ({e})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deeper.errors import ConfigError, DeeperError
-from deeper.fileio import write_text_atomic
+from deeper.fileio import RunLock, write_text_atomic
 from deeper.models import count_parameters, save_weights
 from deeper.runtime import notice, rng_state, set_rng_state
 from deeper.tasks.base import Metric, Task
@@ -55,12 +55,23 @@ def run_engine(
     launches several processes, ensembles and the scratch engine.)
     """
     cfg = cfg.resolved()
-    from deeper.train.distributed import Silent, all_reduce_sums, broadcast_object, init_distributed
+    from deeper.train.distributed import broadcast_object, init_distributed
 
     world = init_distributed(cfg.run.device)  # None unless launched by torchrun with several processes
     if world is not None and not world.is_main:
         log = lambda message: None  # noqa: E731 (only rank 0 talks and writes)
     run_dir = Path(cfg.run.out) if cfg.run.out else Path(broadcast_object(str(default_run_dir(cfg))))
+    lock = RunLock(run_dir).acquire() if world is None or world.is_main else None  # one writer per run
+    try:
+        return _run_locked(cfg, run_dir, world, resume=resume, callbacks=callbacks, log=log)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(cfg: TrainConfig, run_dir: Path, world, *, resume: bool, callbacks, log) -> dict:
+    from deeper.train.distributed import Silent, all_reduce_sums
+
     ckpt_path = checkpoint_to_resume(run_dir, resume)
     started = time.perf_counter()
     run = build_run(cfg)
