@@ -98,7 +98,9 @@ def _check_option(model: str, key: str, value, default) -> None:
     if isinstance(value, tuple | list):
         for v in value:
             if _is_number(v) and not (math.isfinite(v) and 0 <= v <= 65536):
-                raise ConfigError(f"model {model!r}: option {key} holds {v!r}; its values must be in [0, 65536]")
+                raise ConfigError(
+                    f"model {model!r}: option {key} holds {v!r}; its values must be in [0, 65536]"
+                )
         return
     rng = option_range(key, default)
     if rng is None or not _is_number(value):
@@ -147,7 +149,9 @@ def _check_size(name: str, entry: ModelEntry, num_classes: int, in_chans: int, k
     except (RuntimeError, NotImplementedError, TypeError):  # a factory that computes with real tensors
         return
     if n > MAX_PARAMETERS:
-        raise ConfigError(f"model {name!r} with these options has {n:,} parameters; the limit is {MAX_PARAMETERS:,}")
+        raise ConfigError(
+            f"model {name!r} with these options has {n:,} parameters; the limit is {MAX_PARAMETERS:,}"
+        )
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -76,7 +76,9 @@ def meta_int(meta: dict[str, str], key: str, source: str | os.PathLike | None = 
     try:
         value = int(meta[key])
     except (ValueError, TypeError):
-        raise CheckpointError(f"{source or 'weights'}: metadata {key}={meta[key]!r} is not an integer") from None
+        raise CheckpointError(
+            f"{source or 'weights'}: metadata {key}={meta[key]!r} is not an integer"
+        ) from None
     low, high = META_LIMITS.get(key, (-(2**63), 2**63))
     if not low <= value <= high:
         raise CheckpointError(f"{source or 'weights'}: metadata {key}={value} is outside [{low}, {high}]")
