@@ -539,10 +539,45 @@ def test_runs_killed_or_interrupted_at_random_moments_resume_to_the_uninterrupte
     assert signals, "no signal reached the run: lengthen it"
     a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(out / "model.safetensors")
     assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a), signals
-    assert not list((out / "checkpoints").glob(".*partial*"))  # a kill mid-save left one: later saves cleared it
+    assert not list(
+        (out / "checkpoints").glob(".*partial*")
+    )  # a kill mid-save left one: later saves cleared it
 
 
 def torch_equal(a, b) -> bool:
     import torch
 
     return torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: s.update(loop="not a loop"),
+        lambda s: s.pop("optimizers"),
+        lambda s: s.update(optimizers={"net": [1, 2]}),
+        lambda s: s.update(rng={"torch": "no"}),
+        lambda s: s["loop"].update(epoch="three"),
+    ],
+)
+def test_a_malformed_state_pt_on_resume_is_one_line(change, tmp_path, capsys):
+    import io
+
+    import torch
+
+    from deeper.train import fit
+    from deeper.train.checkpoint import latest_checkpoint
+    from tests.helpers import run
+
+    out = tmp_path / "run"
+    fit(TrainConfig(**QUIET, max_steps=1, out=str(out)))
+    path = latest_checkpoint(out) / "state.pt"
+    state = torch.load(path, weights_only=True)
+    change(state)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    path.write_bytes(buf.getvalue())
+    capsys.readouterr()
+    code, _, err = run(capsys, "train", "--resume", str(out))
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "checkpoint" in err or "state.pt" in err

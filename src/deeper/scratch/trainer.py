@@ -406,12 +406,19 @@ def _restore(run: ScratchRun, cbs, path: Path) -> LoopState:
     if engine not in ENGINES:
         raise ConfigError(f"{path} was written by the {engine} engine; resume it with --engine {engine}")
     run.net.load_state_dict(model_state, source=str(path))
-    run.optimizer.load_state_dict(_from_torch(saved["optimizer"]), xp=run.xp)
-    run.schedule.load_state_dict(saved["scheduler"])
-    for cb in cbs:
-        cb.load_state_dict(saved.get("callbacks", {}).get(cb.name, {}))
-    run.net.rng.bit_generator.state = saved["rng"]["numpy"]
-    return LoopState(**saved["loop"])
+    try:
+        run.optimizer.load_state_dict(_from_torch(saved["optimizer"]), xp=run.xp)
+        run.schedule.load_state_dict(saved["scheduler"])
+        for cb in cbs:
+            cb.load_state_dict(saved.get("callbacks", {}).get(cb.name, {}))
+        run.net.rng.bit_generator.state = saved["rng"]["numpy"]
+        return LoopState.from_dict(saved["loop"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        from deeper.errors import CheckpointError
+
+        raise CheckpointError(
+            f"{path}: the checkpoint does not match this run ({type(e).__name__}: {e})"
+        ) from None
 
 
 def _finish(run: ScratchRun, state: LoopState, run_dir: Path, logger, stopped: str, started: float) -> dict:

@@ -293,7 +293,7 @@ def _restore(run: Run, cbs: list[Callback], path: Path) -> LoopState:
         if hasattr(run.train_loader, "load_state_dict"):
             run.train_loader.load_state_dict(saved.get("sources", {}).get("train", {}))
         set_rng_state(saved["rng"])
-        return LoopState(**saved["loop"])
+        return LoopState.from_dict(saved["loop"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(
             f"{path}: the checkpoint does not match this run ({type(e).__name__}: {e})"

@@ -45,6 +45,19 @@ class LoopState:
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "live"}
 
+    @classmethod
+    def from_dict(cls, saved) -> LoopState:
+        """The state :meth:`to_dict` saved, every field checked (a ValueError names a bad one)."""
+        kinds = {"epoch": int, "step_in_epoch": int, "global_step": int, "train_seconds": (int, float),
+                 "train_samples": int, "epoch_sums": dict, "epoch_count": int, "history": list}  # fmt: skip
+        if not isinstance(saved, dict) or set(saved) != set(kinds):
+            raise ValueError(f"the loop state must hold exactly {sorted(kinds)}")
+        for key, kind in kinds.items():
+            value = saved[key]
+            if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+                raise ValueError(f"loop state {key}={value!r} is not a valid value")
+        return cls(**saved)
+
     def snapshot_sums(self) -> None:
         """Copy the running epoch's sums into ``epoch_sums``/``epoch_count`` (before a mid-epoch checkpoint)."""
         if self.live is not None:
