@@ -581,3 +581,31 @@ def test_a_malformed_state_pt_on_resume_is_one_line(change, tmp_path, capsys):
     code, _, err = run(capsys, "train", "--resume", str(out))
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "checkpoint" in err or "state.pt" in err
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("&a [*a]", "nested more than 32 levels deep"),
+        (
+            "a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+            "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+            "e: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n",
+            "more than 100,000 items",
+        ),
+    ],
+)
+def test_recursive_or_exploding_yaml_is_refused(text, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_yaml(text, "x")
+
+
+def test_a_run_refused_before_it_wrote_anything_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    from tests.helpers import run
+
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(
+        capsys, "train", "--data", "digits", "--model-arg", "width=-1"
+    )  # default folder runs/...
+    assert code == 1 and "option width must be" in err
+    assert not list(tmp_path.iterdir())

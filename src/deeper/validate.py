@@ -157,18 +157,33 @@ def check_option(name: str, value):
 PLAIN = (dict, list, str, int, float, bool, type(None))
 
 
+#: plain data nests no deeper and holds no more items than this (recursive or "billion laughs" YAML is refused)
+MAX_DEPTH, MAX_ITEMS = 32, 100_000
+
+
 def plain_data(value, where: str):
-    """``value`` if it is plain data throughout (what JSON could hold); else a ConfigError naming ``where``."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str | int | float | bool):
-                raise ConfigError(f"{where}: keys must be plain names, got {type(k).__name__}")
-            plain_data(v, f"{where}.{k}")
-    elif isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            plain_data(v, f"{where}[{i}]")
-    elif not isinstance(value, PLAIN):
-        raise ConfigError(f"{where}: expected plain data, got {type(value).__name__}")
+    """``value`` if it is plain data throughout (what JSON could hold, of a sane size); else a ConfigError
+    naming ``where``."""
+    budget = [MAX_ITEMS]
+
+    def walk(v, at: str, depth: int) -> None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ConfigError(f"{where}: more than {MAX_ITEMS:,} items; refusing it")
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{at}: nested more than {MAX_DEPTH} levels deep (a recursive document?)")
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if not isinstance(k, str | int | float | bool):
+                    raise ConfigError(f"{at}: keys must be plain names, got {type(k).__name__}")
+                walk(x, f"{at}.{k}", depth + 1)
+        elif isinstance(v, list | tuple):
+            for i, x in enumerate(v):
+                walk(x, f"{at}[{i}]", depth + 1)
+        elif not isinstance(v, PLAIN):
+            raise ConfigError(f"{at}: expected plain data, got {type(v).__name__}")
+
+    walk(value, where, 0)
     return value
 
 

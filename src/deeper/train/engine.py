@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,12 +62,28 @@ def run_engine(
     if world is not None and not world.is_main:
         log = lambda message: None  # noqa: E731 (only rank 0 talks and writes)
     run_dir = Path(cfg.run.out) if cfg.run.out else Path(broadcast_object(str(default_run_dir(cfg))))
+    created = first_missing(run_dir)  # the folder this run creates (run_dir or an ancestor), if any
     lock = RunLock(run_dir).acquire() if world is None or world.is_main else None  # one writer per run
     try:
         return _run_locked(cfg, run_dir, world, resume=resume, callbacks=callbacks, log=log)
+    except BaseException:
+        if created is not None and lock is not None and {p.name for p in run_dir.iterdir()} <= {".lock"}:
+            shutil.rmtree(
+                created, ignore_errors=True
+            )  # refused before it wrote anything: leave nothing behind
+        raise
     finally:
         if lock is not None:
             lock.release()
+
+
+def first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (``None``: ``path`` exists)."""
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
 
 
 def _run_locked(cfg: TrainConfig, run_dir: Path, world, *, resume: bool, callbacks, log) -> dict:
