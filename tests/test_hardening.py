@@ -609,3 +609,15 @@ def test_a_run_refused_before_it_wrote_anything_leaves_no_folder(tmp_path, monke
     )  # default folder runs/...
     assert code == 1 and "option width must be" in err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "grid, message",
+    [("lr=0.1,[1", "--grid lr: not readable as YAML data"), ("lr=0.1,-1", "--lr must be a number in (0, 1e+06]")],
+)
+def test_cv_grid_values_are_data_in_range(grid, message, capsys, tmp_path, monkeypatch):
+    from tests.helpers import run
+
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "cv", "--data", "digits", "--grid", grid)
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1 and not list(tmp_path.iterdir())

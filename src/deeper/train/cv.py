@@ -25,7 +25,7 @@ def parse_grid(items: list[str]) -> dict[str, list]:
     Values are separated by commas, or by semicolons when a value itself holds commas
     (an augmentation spec); each value is read as YAML (numbers, booleans, strings).
     """
-    import yaml
+    from deeper.validate import check_option, load_yaml
 
     from deeper.train.config import TrainConfig
 
@@ -39,7 +39,7 @@ def parse_grid(items: list[str]) -> dict[str, list]:
         if key not in known or key in ("out", "folds", "fold", "ensemble"):
             raise ConfigError(f"--grid: {key!r} is not a training option that can be varied")
         parts = values.split(";") if ";" in values else values.split(",")
-        grid[key] = [yaml.safe_load(v.strip()) for v in parts if v.strip()]
+        grid[key] = [check_option(key, load_yaml(v.strip(), f"--grid {key}")) for v in parts if v.strip()]
     return grid
 
 
