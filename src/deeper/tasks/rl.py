@@ -262,8 +262,11 @@ class RlTask(Task):
         "test_episodes": TaskOption(100, "greedy episodes of the final test", low=1, high=10**6),
         "eval_epsilon": TaskOption(0.0, "epsilon of the evaluation episodes", low=0.0, high=1.0),
         "threads": TaskOption(
-            1, "torch's CPU threads in this process (0: leave torch's default); one is the fastest for the "
-            "small batches of acting, and far faster on a busy machine", low=0, high=1024,
+            1,
+            "torch's CPU threads in this process (0: leave torch's default); one is the fastest for the "
+            "small batches of acting, and far faster on a busy machine",
+            low=0,
+            high=1024,
         ),  # fmt: skip
     }
 
