@@ -33,8 +33,10 @@ def parse_dtype(name: str) -> torch.dtype:
 def load_for_inference(
     weights: str | os.PathLike, model: str | None = None, *, device: str = "auto", dtype: str = "float32"
 ) -> tuple[nn.Module, dict]:
-    """The model of ``weights`` in eval mode, cast to ``dtype`` on ``device``."""
-    net, meta = model_from_weights(weights, model)
+    """The model of ``weights`` (a file or a run folder) in eval mode, cast to ``dtype`` on ``device``."""
+    from deeper.models.weights import weights_file
+
+    net, meta = model_from_weights(weights_file(weights), model)
     net = net.to(device=resolve_device(device), dtype=parse_dtype(dtype)).eval()
     return net, meta
 
