@@ -215,7 +215,7 @@ def _add_accuracy_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--clip-grad", type=float, default=S, metavar="NORM", help="clip the gradient norm [off]")
     r.add_argument(
         "--early-stop", type=int, default=S, metavar="PATIENCE",
-        help="stop after PATIENCE epochs without a better validation accuracy (restores the best weights) [off]",
+        help="stop after PATIENCE epochs without a better validation score of the task's primary metric (restores the best weights) [off]",
     )  # fmt: skip
     r.add_argument(
         "--restore-best", action=argparse.BooleanOptionalAction, default=S,

@@ -20,8 +20,30 @@ def split_indices(n: int, val_size: int | float, *, seed: int = 0) -> tuple[torc
     return perm[k:].sort().values, perm[:k].sort().values
 
 
+class InMemoryImages:
+    """What every in-memory dataset offers over its ``images`` (uint8 ``(N, C, H, W)``) and ``classes``."""
+
+    images: torch.Tensor
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+
 @dataclass(frozen=True)
-class ImageDataset:
+class ImageDataset(InMemoryImages):
     """``images``: uint8 ``(N, C, H, W)``; ``labels``: int64 ``(N,)`` in ``[0, len(classes))``.
 
     The tensors are treated as read-only: :meth:`to`, :meth:`subset` and
@@ -44,21 +66,6 @@ class ImageDataset:
             )
         if self.labels.dtype != torch.int64:
             object.__setattr__(self, "labels", self.labels.to(torch.int64))
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def device(self) -> torch.device:
-        return self.images.device
 
     def to(self, device: str | torch.device) -> ImageDataset:
         """A copy on ``device`` (the whole dataset moves once; batches are then indexed there)."""

@@ -75,7 +75,7 @@ import torch
 import torch.nn.functional as F
 
 from deeper.data.captions import caption_names, describe_scene, noun_for
-from deeper.data.dataset import ImageDataset, split_indices
+from deeper.data.dataset import ImageDataset, InMemoryImages, split_indices
 from deeper.data.loader import BatchLoader
 from deeper.data.mnist import FASHION_SOURCE, MNIST_SOURCE
 from deeper.data.registry import (
@@ -201,7 +201,7 @@ def digit_pools(n_train: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Ten
 
 
 @dataclass(frozen=True)
-class SceneDataset:
+class SceneDataset(InMemoryImages):
     """Scenes in memory; ``K`` = the preset's ``max_objects``, objects padded at the end.
 
     ``split_name``: train, val or test (:meth:`split` carves a validation set, as
@@ -256,24 +256,9 @@ class SceneDataset:
         if not isinstance(self.captions, tuple) or (n and not isinstance(self.captions[0], tuple)):
             object.__setattr__(self, "captions", tuple(tuple(c) for c in self.captions))
 
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
     @property
     def max_objects(self) -> int:
         return self.labels.shape[1]
-
-    @property
-    def device(self) -> torch.device:
-        return self.images.device
 
     _TENSORS = (
         "images",
