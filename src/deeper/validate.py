@@ -142,6 +142,9 @@ RANGES: dict[str, Range] = {
     "episodes": count(1, 100_000),
     "epsilon": fraction(open_high=False),
     "gif_frames": count(1, 100_000),
+    # deeper serve
+    "port": count(0, 65_535),  # 0: any free port
+    "threads": count(1, 256),
 }
 
 
