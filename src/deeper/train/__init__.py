@@ -15,6 +15,9 @@
 Tasks live in :mod:`deeper.tasks`.
 """
 
+import sys
+from types import ModuleType
+
 from deeper.train.build import BuildContext, Built
 from deeper.train.callbacks import Callback, register_callback
 from deeper.train.config import RECIPES, TrainConfig
@@ -51,3 +54,16 @@ __all__ = [
     "run_engine",
     "train_one_epoch",
 ]
+
+
+class _CallablePackage(ModuleType):
+    """``deeper.train(...)`` trains and returns the model (:func:`deeper.api.train`); the package is still
+    the engine's package (``deeper.train.fit``, ``deeper.train.TrainConfig``, ...)."""
+
+    def __call__(self, *args, **options):
+        from deeper.api import train
+
+        return train(*args, **options)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
