@@ -12,6 +12,7 @@ from deeper.models import (  # noqa: F401
     binary,
     deep_convnet,
     densenet,
+    detect,
     googlenet,
     lenet,
     mlp,
