@@ -183,10 +183,10 @@ def test_the_experiments_report_is_linked_when_it_exists(weights, tmp_path):
     report.write_text("<html><body><h1>Experiments</h1><img src='fig.png'></body></html>")
     (report.parent / "fig.png").write_bytes(digit_png())
     c = client(runs=weights.parent, report=report)
-    assert 'href="/report"' in c.get("/").get_data(as_text=True)
-    assert b"Experiments" in c.get("/report").data
-    assert c.get("/report/fig.png").status_code == 200
-    assert 'href="/report"' not in client(runs=weights.parent).get("/").get_data(as_text=True)
+    assert 'href="/report/"' in c.get("/").get_data(as_text=True)
+    assert b"Experiments" in c.get("/report", follow_redirects=True).data
+    assert c.get("/report/fig.png").status_code == 200  # its relative link, from /report/
+    assert 'href="/report/"' not in client(runs=weights.parent).get("/").get_data(as_text=True)
 
 
 def test_serve_refuses_bad_input_in_one_line(tmp_path, capsys):
@@ -209,3 +209,19 @@ def test_serve_says_when_the_port_is_taken(weights, capsys):
             capsys, "serve", "--weights", str(weights), "--port", str(port), "--runs", str(weights.parent)
         )
     assert code == 1 and f"cannot listen on 127.0.0.1:{port}" in err and err.count("\n") == 1
+
+
+def test_serve_json_says_where_it_listens(weights, monkeypatch, capsys):
+    import deeper.app.server
+
+    def fake_serve(app, *, host, port, threads, on_ready):  # no real server: the command's own output
+        assert (host, port) == ("127.0.0.1", 0)
+        on_ready(f"http://{host}:4321/")
+
+    monkeypatch.setattr(deeper.app.server, "serve", fake_serve)
+    code, out, err = run(capsys, "serve", "--weights", str(weights), "--port", "0", "--json")
+    assert code == 0 and "listening on http://127.0.0.1:4321/" in err
+    from tests.helpers import last_json
+
+    r = last_json(out)
+    assert r["url"] == "http://127.0.0.1:4321/" and [m["name"] for m in r["models"]] == [weights.name]

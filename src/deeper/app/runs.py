@@ -20,7 +20,9 @@ MARKERS = ("model.safetensors", "result.json")
 MAX_DEPTH = 3
 #: where the experiments report (``deeper experiment report``) may be, relative to the runs root and
 #: the working folder
-REPORT_PLACES = ("experiments/report.html", "report.html", "../experiments/report.html")
+REPORT_PLACES = (
+    "docs/experiments/report.html", "experiments/report.html", "report.html", "../docs/experiments/report.html",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,7 @@ def create_app(
         return render_template("summary.html", name=name, summary=s, error=error, human=_human)
 
     # ---- the experiments report
-    @app.get("/report")
+    @app.get("/report/")  # the trailing slash: the report's relative links (its figures) resolve below it
     @app.get("/report/<path:file>")
     def report_page(file: str | None = None):
         if report_path is None:

@@ -19,10 +19,31 @@ from collections.abc import Callable
 from deeper import __version__
 
 _COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = []
+_GROUP_OF: dict[str, str] = {}
+
+#: what the commands are for, in the order ``deeper --help`` lists them; a command registered with its own
+#: ``group`` joins (or opens) that group, one named nowhere is listed under "more"
+GROUPS: dict[str, tuple[str, ...]] = {
+    "train and tune": ("train", "finetune", "cv", "ensemble", "optimizers", "augment-preview"),
+    "use trained models": ("predict", "eval", "misclassified", "serve", "play", "convert-book-weights"),
+    "look inside models and data": (
+        "summary",
+        "heatmap",
+        "profile",
+        "models",
+        "datasets",
+        "tasks",
+        "scenes",
+        "segment-preview",
+    ),  # fmt: skip
+    "make models smaller and faster": ("quantize", "prune", "distill", "export"),
+    "test the notes' claims": ("experiment",),
+}
 
 
-def command(name: str, help: str):
-    """Register ``configure(parser)`` as subcommand ``name``.
+def command(name: str, help: str, group: str | None = None):
+    """Register ``configure(parser)`` as subcommand ``name`` (``group``: its heading in ``deeper --help``,
+    default: the one :data:`GROUPS` names it in).
 
     ``configure`` adds the options and sets ``run(args, out) -> dict | None`` with
     ``parser.set_defaults(run=...)``; a returned dict is the ``--json`` result.
@@ -30,13 +51,46 @@ def command(name: str, help: str):
 
     def deco(configure):
         _COMMANDS.append((name, help, configure))
+        if group is not None:
+            _GROUP_OF[name] = group
         return configure
 
     return deco
 
 
+def command_groups() -> dict[str, list[tuple[str, str]]]:
+    """``{heading: [(command, help), ...]}`` of the registered commands, as ``deeper --help`` lists them."""
+    of = {name: g for g, names in GROUPS.items() for name in names} | _GROUP_OF
+    out: dict[str, list[tuple[str, str]]] = {g: [] for g in GROUPS}
+    for name, help_text, _ in sorted(_COMMANDS, key=lambda c: _order(c[0])):
+        out.setdefault(of.get(name, "more"), []).append((name, help_text))
+    return {g: cmds for g, cmds in out.items() if cmds}
+
+
+def _order(name: str) -> tuple[int, str]:
+    for names in GROUPS.values():
+        if name in names:
+            return names.index(name), name
+    return 1000, name
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+    """Shows an option's default once: ``(default: X)`` is added only where the help text names none
+    (no "default", no ``[X]``) and there is one to show (not None, not an unset flag)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or says_default(text):
+            return text
+        return super()._get_help_string(action)
+
+
+def says_default(text: str) -> bool:
+    """Whether a help text already names its default: "default" or a ``[value]`` (a range's
+    ``in [low, high]`` is no default)."""
+    import re
+
+    return "default" in text.lower() or re.search(r"(?<!in )\[[^\]]+\]", text) is not None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -168,10 +222,33 @@ def _load_command_modules() -> None:
         importlib.import_module(f"{__name__}.{info.name}")
 
 
+class _TopParser(_Parser):
+    """``deeper --help``: the commands grouped by what they are for."""
+
+    def format_help(self) -> str:
+        import shutil
+        import textwrap
+
+        width = min(shutil.get_terminal_size((100, 24)).columns, 110)
+        lines = [self.format_usage().rstrip(), "", *textwrap.wrap(self.description, width), ""]
+        for group, cmds in command_groups().items():
+            lines.append(f"{group}:")
+            for name, help_text in cmds:
+                wrapped = textwrap.wrap(help_text, width - 26) or [""]
+                lines.append(
+                    f"  {name:22s}  {wrapped[0]}" if len(name) <= 22 else f"  {name}\n{'':26s}{wrapped[0]}"
+                )
+                lines += [f"{'':26s}{w}" for w in wrapped[1:]]
+            lines.append("")
+        lines += ["options:", f"  {'-h, --help':22s}  show this help and exit",
+                  f"  {'--version':22s}  show deeper's version and exit", "", self.epilog or ""]  # fmt: skip
+        return "\n".join(lines) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     _load_command_modules()
 
-    parser = _Parser(
+    parser = _TopParser(
         prog="deeper",
         description="deeper: train, evaluate and take apart the image-recognition networks of "
         "'Deep Learning from Scratch', chapter 8.",
@@ -200,7 +277,14 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     from deeper.errors import DeeperError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--version"]:  # answered before any command module (and torch) is imported
+        print(f"deeper {__version__}")
+        return 0
     parser = build_parser()
+    if not argv:  # `deeper` alone: what it can do
+        parser.print_help()
+        return 0
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:  # report it against the subcommand

@@ -12,7 +12,7 @@ def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
     p.add_argument("--model", help="registered model name (default: the one recorded in the weights file)")
     p.add_argument("--weights", required=True, metavar="FILE", help="a .safetensors file written by deeper")
     if data:
-        p.add_argument("--data", default="mnist", help="dataset to evaluate on")
+        p.add_argument("--data", help="dataset to evaluate on (default: the one recorded in the weights)")
         add_data_dir(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
@@ -36,8 +36,24 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     p.set_defaults(run=run_eval)
 
 
+def data_of(args) -> str:
+    """``--data``, or the dataset the weights record (a model is scored on what it learnt unless told)."""
+    if args.data:
+        return args.data
+    from deeper.errors import ConfigError
+    from deeper.models.weights import load_weights, weights_file
+
+    path = Path(args.weights)
+    _, meta = load_weights(weights_file(path) if path.is_dir() else path)
+    if not meta.get("dataset"):
+        raise ConfigError(f"{args.weights}: the weights do not record their dataset; pass --data")
+    return meta["dataset"]
+
+
 def run_eval(args, out) -> dict:
     from deeper.inference import evaluate_weights
+
+    args.data = data_of(args)
 
     if args.engine != "torch":  # the from-scratch engine (issue 5): its device is its array module
         from deeper.scratch.trainer import evaluate_weights_scratch
@@ -113,6 +129,7 @@ def run_misclassified(args, out) -> dict:
 
     png_output(args.output)
     check_gallery_size(args)
+    args.data = data_of(args)
     ds, wrong, pred = misclassified(
         args.weights, args.data, model=args.model, device=args.device, data_dir=args.data_dir
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from deeper.cli import add_data_dir, command
+from deeper.cli import add_data_dir, add_json, command
 
 
 @command("serve", "a local web app: draw a digit and see what trained models answer; browse runs")
@@ -34,6 +34,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=8, help="requests answered at once")
     add_data_dir(p)
+    add_json(p)
     p.set_defaults(run=run)
 
 
@@ -57,6 +58,7 @@ def run(args, out) -> None:
                 else f"no --weights and no run under {args.runs}: train one with `{TRAIN_HINT}`"
             )  # fmt: skip
         out.line(f"deeper serve: listening on {url} (Ctrl-C stops)")
+        out.result({"url": url, "models": [m.info() for m in models]})  # --json: as soon as it listens
         import sys
 
         sys.stdout.flush()

@@ -24,7 +24,7 @@ RESUMABLE |= {"nproc", "max_restarts", "compile", "cuda_graphs"}
 #: repeatable KEY=VALUE options, collected into dicts
 KWARG_OPTIONS = ("model_kwargs", "task_args", "optimizer_kwargs", "schedule_kwargs")
 #: argparse entries that are not training options
-NOT_OPTIONS = ("run", "command", "json", "resume", "dry_run")
+NOT_OPTIONS = ("run", "command", "json", "resume", "dry_run", "config", "print_config")
 
 
 def _val_size(text: str) -> int | float:
@@ -114,7 +114,20 @@ def configure(p: argparse.ArgumentParser) -> None:
     d.add_argument("--subset", type=int, default=S, help="train on only the first N training images")
     r = p.add_argument_group("run")
     r.add_argument("--out", default=S, metavar="DIR", help="run folder [runs/MODEL-DATA-TIMESTAMP]")
-    r.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
+    r.add_argument(
+        "--resume", metavar="DIR",
+        help="continue the run in DIR from its latest checkpoint (a run stopped by --max-steps goes on to "
+        "a new --max-steps, or to the end of --epochs when only that is given)",
+    )  # fmt: skip
+    r.add_argument(
+        "--config", metavar="FILE.yaml",
+        help="start from this configuration: a run's config.yaml (reruns it into a new folder) or flat "
+        "options (lr: 0.01); options given here win",
+    )  # fmt: skip
+    r.add_argument(
+        "--print-config", action="store_true",
+        help="print the resolved configuration as YAML (the format of config.yaml and --config) and exit",
+    )  # fmt: skip
     r.add_argument(
         "--dry-run", action="store_true",
         help="a few steps of the task on tiny data (its own settings override the recipe), into a temporary folder",
@@ -289,10 +302,17 @@ def config_from_args(
 
     given = given_options(args, skip=skip)
     resume = getattr(args, "resume", None)
+    config = getattr(args, "config", None)
     if getattr(args, "dry_run", False):
         if resume:
             raise ConfigError("--dry-run starts a run of its own; it cannot --resume one")
         given = dry_run_options(given)
+    if config and resume:
+        raise ConfigError("--resume continues a run with its own config.yaml; --config starts a new run")
+    if config:
+        base = TrainConfig.from_dict(read_config(config)).flat()
+        base["out"] = None  # a rerun goes into a folder of its own unless --out says where
+        return TrainConfig(**{**(defaults or {}), **base, **given}), False
     if not resume:
         return TrainConfig(**{**(defaults or {}), **given}), False
     run_dir = Path(resume)
@@ -306,8 +326,24 @@ def config_from_args(
             f"only {', '.join(sorted('--' + k.replace('_', '-') for k in RESUMABLE))}"
         )
     document = load_yaml(saved.read_text(), str(saved))
-    cfg = TrainConfig.from_dict(document).replace(**given, out=str(run_dir))
+    cfg = TrainConfig.from_dict(document)
+    if "epochs" in given and "max_steps" not in given:  # a new --epochs goes past the old step limit
+        given["max_steps"] = None
+    cfg = cfg.replace(**given, out=str(run_dir))
     return cfg, True
+
+
+def read_config(path: str) -> dict:
+    """The YAML document of ``--config FILE`` (plain data, a mapping), in one-line errors."""
+    from deeper.validate import load_yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    document = load_yaml(p.read_text(), str(p))
+    if not isinstance(document, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of options, got {type(document).__name__}")
+    return {k: v for k, v in document.items() if k != "versions"}  # what wrote it, not an option
 
 
 def run(args: argparse.Namespace, out) -> dict | None:
@@ -315,6 +351,13 @@ def run(args: argparse.Namespace, out) -> dict | None:
     from deeper.train.distributed import is_main_process
 
     cfg, resume = config_from_args(args)
+    if args.print_config:
+        import yaml
+
+        document = cfg.resolved().to_dict()
+        for line in yaml.safe_dump(document, sort_keys=False).rstrip().splitlines():
+            out.line(line)
+        return {"config": document}
     result = fit(cfg, resume=resume)
     if not is_main_process():  # a torchrun worker other than rank 0: rank 0 reports
         return None
@@ -329,11 +372,21 @@ def run(args: argparse.Namespace, out) -> dict | None:
     value = result.get(f"test_{primary}")
     shown = f"{value:.4f}" if isinstance(value, float) else str(value)
     out.line(
-        f"test {primary} {shown} after {result['epochs']} epochs "
+        f"test {primary} {shown} after {_how_far(result)} "
         f"({result['train_seconds']:.1f} s training, {result['img_per_s'] or 0:,.0f} {unit}/s{engine}); "
         f"weights: {result['weights']}"
     )
     return result
+
+
+def _how_far(result: dict) -> str:
+    """How far a run went: '6 epochs', or for one stopped early '120 steps (inside epoch 1; stopped by ...)'."""
+    epochs, steps, stopped = result.get("epochs", 0), result.get("steps"), result.get("stopped")
+    whole = f"{epochs} epoch{'s' if epochs != 1 else ''}"
+    if stopped in (None, "completed") or steps is None:
+        return whole
+    where = "inside epoch 1" if epochs == 0 else f"{whole} complete"
+    return f"{steps:,} steps ({where}; stopped by {stopped})"
 
 
 def _ensemble_lines(result: dict, out) -> None:

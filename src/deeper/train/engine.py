@@ -301,8 +301,12 @@ def _restore(run: Run, cbs: list[Callback], path: Path) -> LoopState:
 
     tensors, saved = load_checkpoint(path)
     try:
+        loop = LoopState.from_dict(saved["loop"])
+        saved_epochs = (saved.get("config") or {}).get("optim", {}).get("epochs")
+        # resumed with a new --epochs: the schedules are the new run's, at the step reached
+        longer = saved_epochs is not None and saved_epochs != run.cfg.optim.epochs
         run.parts.load_module_state(tensors, str(path))
-        run.parts.load_optimizer_state(saved, str(path))
+        run.parts.load_optimizer_state(saved, str(path), replay_steps=loop.global_step if longer else None)
         for cb in cbs:
             cb.load_state_dict(saved.get("callbacks", {}).get(cb.name, {}))
         run.stepper.load_state_dict(saved.get("stepper", {}))
@@ -310,7 +314,7 @@ def _restore(run: Run, cbs: list[Callback], path: Path) -> LoopState:
         if hasattr(run.train_loader, "load_state_dict"):
             run.train_loader.load_state_dict(saved.get("sources", {}).get("train", {}))
         set_rng_state(saved["rng"])
-        return LoopState.from_dict(saved["loop"])
+        return loop
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(
             f"{path}: the checkpoint does not match this run ({type(e).__name__}: {e})"

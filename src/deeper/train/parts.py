@@ -92,7 +92,12 @@ class Parts:
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items() if s is not None},
         }
 
-    def load_optimizer_state(self, saved: dict, source: str) -> None:
+    def load_optimizer_state(self, saved: dict, source: str, *, replay_steps: int | None = None) -> None:
+        """Optimizers and schedules as saved.  ``replay_steps``: the run's length changed since the
+        checkpoint (a new ``--epochs`` on resume), so each schedule is the run's new one stepped to where
+        the run is, not the saved one (a plateau schedule, fed by epochs, keeps its saved state)."""
+        from deeper.train.schedule import Plateau, replay
+
         opts, scheds = saved.get("optimizers", {}), saved.get("schedulers", {})
         if set(opts) != set(self.optimizers):
             raise CheckpointError(
@@ -101,5 +106,9 @@ class Parts:
         for n, o in self.optimizers.items():
             o.load_state_dict(opts[n])
         for n, s in self.schedulers.items():
-            if s is not None and n in scheds:
+            if s is None:
+                continue
+            if replay_steps is not None and not isinstance(s, Plateau):
+                replay(s, replay_steps)
+            elif n in scheds:
                 s.load_state_dict(scheds[n])

@@ -144,6 +144,20 @@ class Warmup:
             self.inner.load_state_dict(state["inner"])
 
 
+def replay(schedule, steps: int) -> None:
+    """Step a freshly built ``schedule`` ``steps`` times: the learning rate it sets is then the one of that
+    step (no optimizer step in between; a schedule shorter than ``steps`` stops at its end)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "lr_scheduler.step() before optimizer.step()"
+        for _ in range(steps):
+            try:
+                schedule.step()
+            except ValueError:  # OneCycleLR past its total steps
+                break
+
+
 class Plateau:
     """``ReduceLROnPlateau`` fed once per epoch (by a callback); a no-op at each training step."""
 
