@@ -21,6 +21,7 @@ SMALL = {  # narrow versions: the same architectures, fast enough for every shap
     "unet": {"width": 4},
     "segnet": {"width": 4},
     "deeplabv3": {"width": 4, "aspp": 8},
+    "deeplabv3plus": {"width": 4, "aspp": 8, "decoder": 8},
 }
 
 
@@ -36,7 +37,7 @@ def test_every_segmentation_model_scores_every_pixel_of_any_input(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=11, in_chans=1, **SMALL[name])
     assert isinstance(model, SegmentationNet)
-    for h, w in [(64, 84), (28, 28), (37, 53), (1, 1), (96, 130)]:
+    for h, w in [(64, 84), (28, 28), (37, 53), (1, 1), (70, 129)]:
         out = model(torch.rand(2, 1, h, w))
         assert out.shape == (2, 11, h, w) and torch.isfinite(out).all(), (name, h, w)
     x = torch.rand(3, 1, 64, 84)
@@ -87,6 +88,7 @@ def test_bad_options_are_config_errors():
         ("unet", {"depth": 0}, "depth"),
         ("deeplabv3", {"output_stride": 32}, "output_stride must be 4, 8 or 16"),
         ("segnet", {"width": 0}, "width"),
+        ("deeplabv3plus", {"decoder": 0}, "decoder"),
     ]:
         with pytest.raises(ConfigError, match=message):
             create_model(name, num_classes=11, in_chans=1, **kwargs)
@@ -181,8 +183,8 @@ def test_segnet_upsamples_by_unpooling_to_the_pooled_positions():
         isinstance(m, nn.ConvTranspose2d | Upsample) for m in net.modules()
     )  # no learned upsampling
     seen = {}
-    net.encoder[-1].register_forward_hook(lambda m, a, out: seen.setdefault("before_pool", out))
-    net.decoder[0].register_forward_pre_hook(lambda m, a: seen.setdefault("unpooled", a[0]))
+    net.encoder[-1].register_forward_hook(lambda m, a, out: seen.__setitem__("before_pool", out))
+    net.decoder[0].register_forward_pre_hook(lambda m, a: seen.__setitem__("unpooled", a[0]))
     with torch.no_grad():
         net(torch.rand(2, 1, 64, 96))
     x, u = seen["before_pool"], seen["unpooled"]
@@ -226,3 +228,16 @@ def test_deeplab_keeps_its_resolution_with_atrous_convolutions(stride, dilations
     aspp = [m.dilation[0] for m in net.aspp.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
     assert aspp == [2, 4, 6]
     assert any(isinstance(m, nn.AdaptiveAvgPool2d) for m in net.aspp.modules())  # the image-level branch
+
+
+def test_deeplab_v3_plus_refines_the_aspp_map_with_stride_2_features():
+    torch.manual_seed(0)
+    plain = create_model("deeplabv3", num_classes=11, in_chans=1, width=4, aspp=8)
+    plus = create_model("deeplabv3plus", num_classes=11, in_chans=1, width=4, aspp=8, decoder=8)
+    assert not hasattr(plain, "refine") and plain.score.in_channels == 8
+    seen = {}
+    plus.refine.register_forward_pre_hook(lambda m, a: seen.__setitem__("refine", a[0].shape))
+    plus.score.register_forward_pre_hook(lambda m, a: seen.__setitem__("score", a[0].shape))
+    assert plus(torch.rand(2, 1, 64, 84)).shape == (2, 11, 64, 84)
+    assert tuple(seen["refine"]) == (2, 8 + 8, 32, 44)  # ASPP (8) + the narrowed stage-1 map (8), stride 2
+    assert tuple(seen["score"]) == (2, 8, 32, 44)

@@ -2,7 +2,8 @@
 
 - :func:`draw_segmentations`: one row per scene: the input, the true mask over it,
   then each model's predicted mask over it (tab10 colour per digit class, as
-  ``deeper scenes preview`` draws masks), with each prediction's mIoU on that scene;
+  ``deeper scenes preview`` draws masks), each prediction's mIoU on that scene in
+  its top-left corner;
 - :func:`plot_class_iou`: the IoU of every class, one group of bars per class and
   one bar per model.
 """
@@ -43,25 +44,29 @@ def draw_segmentations(
     ``(name, masks (N, H, W))`` pairs: a grid of N rows, columns input | truth | each prediction."""
     n, h, w = truth.shape
     cols = 2 + len(predictions)
-    fig, axes = plt.subplots(n, cols, figsize=(cols * cell * w / h, n * cell + 0.4), squeeze=False)
+    fig, axes = plt.subplots(n, cols, figsize=(cols * cell * w / h, n * cell + 0.5), squeeze=False)
     for i in range(n):
         panels = [
-            ("input", np.repeat(images[i][..., None] / 255.0, 3, axis=2)),
-            ("truth", mask_overlay(images[i], truth[i])),
+            ("input", np.repeat(images[i][..., None] / 255.0, 3, axis=2), None),
+            ("truth", mask_overlay(images[i], truth[i]), None),
         ]
         for name, masks in predictions:
-            label = f"{name} ({scene_miou(masks[i], truth[i], num_classes):.2f})"
-            panels.append((label, mask_overlay(images[i], masks[i])))
-        for j, (label, rgb) in enumerate(panels):
+            panels.append(
+                (name, mask_overlay(images[i], masks[i]), scene_miou(masks[i], truth[i], num_classes))
+            )
+        for j, (label, rgb, score) in enumerate(panels):
             ax = axes[i, j]
             ax.imshow(rgb, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            if i == 0 or j >= 2:
-                ax.set_title(label, fontsize=7, pad=2)
+            if i == 0:
+                ax.set_title(label, fontsize=8, pad=3)
+            if score is not None:
+                ax.text(1, 1, f"{score:.2f}", color="white", fontsize=6, ha="left", va="top")
+    height = n * cell + 0.5
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.3, h_pad=0.3, w_pad=0.2)
+    fig.tight_layout(pad=0.3, h_pad=0.2, w_pad=0.2, rect=(0, 0, 1, 1 - 0.3 / height if title else 1))
     save_figure(fig, path, dpi=dpi)
 
 
@@ -73,7 +78,7 @@ def plot_class_iou(
     classes = list(next(iter(ious.values()))) if ious else []
     x = np.arange(len(classes))
     width = 0.8 / max(1, len(models))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.55 * len(classes) * max(1, len(models)) ** 0.5 + 1.5), 3.2))
+    fig, ax = plt.subplots(figsize=(min(10.0, 1.5 + 0.45 * len(classes) * (1 + 0.25 * len(models))), 3.4))
     for k, name in enumerate(models):
         values = [ious[name].get(c) for c in classes]
         heights = [v if v is not None else 0.0 for v in values]
@@ -87,8 +92,10 @@ def plot_class_iou(
     ax.set_ylabel("IoU")
     ax.grid(axis="y", alpha=0.3)
     if len(models) > 1:
-        ax.legend(fontsize=7, ncol=min(len(models), 6), loc="lower center")
+        ax.legend(
+            fontsize=7, ncol=min(len(models), 6), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False
+        )
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9, pad=18 if len(models) > 1 else 6)
     fig.tight_layout()
     save_figure(fig, path)

@@ -246,7 +246,7 @@ class SegmentationTask(Task):
         sums = {
             "loss": loss.detach() * n,
             "correct": (pred == y).sum(),
-            "pixels": torch.tensor(float(y.numel()), device=y.device),
+            "pixels": y.new_full((), y.numel()),  # a fill on the device (CUDA graphs can replay it)
         }
         return StepOutput(loss, sums, n, logits, pred, y)
 
