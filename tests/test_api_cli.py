@@ -207,3 +207,29 @@ def test_weights_that_record_no_dataset_ask_for_data(tmp_path, capsys):
     save_weights(create_model("lenet5", num_classes=10, in_chans=1), path, {"model": "lenet5"})
     code, _, err = run(capsys, "eval", "--weights", str(path))
     assert code == 1 and "do not record their dataset; pass --data" in err and err.count("\n") == 1
+
+
+def test_every_command_that_loads_weights_takes_a_run_folder(digits_weights, tmp_path, capsys):
+    """The one loading path (``load_weights``) reads a run folder's model.safetensors, so every command does."""
+    from deeper.models import model_from_weights
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "model.safetensors").write_bytes(digits_weights.read_bytes())
+    net, meta = model_from_weights(run_dir)
+    assert meta["dataset"] == "digits"
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    code, out, err = run(
+        capsys,
+        "export",
+        "--weights",
+        str(run_dir),
+        "-o",
+        str(tmp_path / "m.onnx"),
+        "--data",
+        "digits",
+        "--json",
+    )
+    assert code == 0, err
+    assert (tmp_path / "m.onnx").is_file()

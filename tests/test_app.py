@@ -225,3 +225,38 @@ def test_serve_json_says_where_it_listens(weights, monkeypatch, capsys):
 
     r = last_json(out)
     assert r["url"] == "http://127.0.0.1:4321/" and [m["name"] for m in r["models"]] == [weights.name]
+
+
+@pytest.mark.parametrize(
+    "task, model, meta, images",
+    [
+        ("segment", "unet", {"num_classes": 11, "in_chans": 1, "model_kwargs": {"width": 4, "depth": 2},
+                             "classes": ["background", *map(str, range(10))]}, {"drawing_mask.png", "drawing_overlay.png"}),
+        ("detect", "yolo-v1", {"num_classes": 10, "in_chans": 1, "img_size": 128, "model_kwargs": {"width": 8},
+                               "classes": list(map(str, range(10)))}, {"drawing.detections.png"}),
+    ],
+)  # fmt: skip
+def test_segmentation_and_detection_weights_answer_with_their_tasks_images(
+    task, model, meta, images, tmp_path
+):
+    """Real tasks of the registry (untrained weights): a mask overlay, the scene with its boxes."""
+    import torch
+
+    from deeper.models import create_model, save_weights
+
+    torch.manual_seed(0)
+    kwargs = {k: v for k, v in meta.items() if k not in ("classes", "model_kwargs")} | meta["model_kwargs"]
+    folder = tmp_path / "runs" / task
+    save_weights(
+        create_model(model, **kwargs), folder / "model.safetensors", {"task": task, "model": model, **meta}
+    )
+    c = client([folder], runs=folder.parent)
+    [a] = c.post("/api/predict", data=digit_png(), content_type="image/png").get_json()["answers"]
+    assert a["task"] == task and {i["name"] for i in a["images"]} == images
+    assert "/tmp" not in a["text"] and str(tmp_path) not in str(a)
+    if task == "detect":
+        assert a["answer"]["size"] == [280, 280] and isinstance(a["answer"]["boxes"], list)
+    else:
+        assert sum(a["answer"]["classes"].values()) == 280 * 280
+    page = c.get("/run/summary", query_string={"name": task})
+    assert page.status_code == 200  # a table, or one line saying why there is none

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import math
 import os
+import re
 import tempfile
 import threading
 from pathlib import Path
@@ -80,7 +81,9 @@ class ServedModel:
         shown = {k: v for k, v in answer.items() if not _is_path_into(v, work_dir)}
         shown.pop("image", None)
         result = {"model": self.ident, "name": self.name, "task": self.task.name, "answer": plain(shown)}
-        result["text"] = text.replace(str(image), "drawing")
+        result["text"] = re.sub(
+            re.escape(str(work_dir)) + r"/(\S+/)*", "", text.replace(str(image), "drawing")
+        )
         shape = self.input_shape()
         if shape is not None:
             from deeper.data.images import prepare_image

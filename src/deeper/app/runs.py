@@ -191,4 +191,8 @@ def layer_table(path: Path):
     net, meta = task.load_model(path / "model.safetensors")
     size = int(meta.get("img_size", 28))
     shape = (int(meta.get("in_chans", 1)), size, size)
-    return summarize(net.cpu(), shape, name=meta.get("model") or path.name)
+    try:
+        return summarize(net.cpu(), shape, name=meta.get("model") or path.name)
+    except (AttributeError, TypeError, RuntimeError, ValueError) as e:  # e.g. a detector answering with dicts
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"no layer table for {meta.get('model', 'this model')} ({first})") from None

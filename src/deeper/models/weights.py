@@ -47,8 +47,9 @@ def weights_file(run: str | os.PathLike) -> Path:
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """``(state_dict, metadata)`` of a safetensors file, with a clear error when it is not one."""
-    path = Path(path)
+    """``(state_dict, metadata)`` of a safetensors file (or of a run folder's ``model.safetensors``: every
+    command that takes weights takes a run), with a clear error when it is not one."""
+    path = weights_file(path) if Path(path).is_dir() else Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
     data = path.read_bytes()

@@ -150,8 +150,11 @@
       if (Array.isArray(a.input)) row.append(inputCanvas(a.input));
       box.append(row);
       if (Array.isArray(ans.boxes)) drawBoxes(octx, ans, COLORS[i % COLORS.length]);
-      for (const img of a.images || []) {
-        box.append(el("img", { class: "written", src: img.src, alt: img.name, title: img.name }));
+      for (const img of a.images || []) {   // what the task wrote: a mask overlay, the scene with its boxes
+        const fig = el("figure", { class: "written" });
+        fig.append(el("img", { src: img.src, alt: img.name, title: img.name }));
+        fig.append(el("figcaption", {}, img.name));
+        box.append(fig);
       }
       box.append(el("p", { class: "text" }, a.text));
       results.append(box);
