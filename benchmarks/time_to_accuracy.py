@@ -35,19 +35,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, write_result  # noqa: E402
 
 from deeper.runtime import seed_everything
+from deeper.tasks.classify import default_val_size
 from deeper.train import LoopState, TrainConfig, build_run, evaluate, train_one_epoch
-from deeper.train.run import default_val_size
 
 HERE = Path(__file__).resolve().parent
 
 
-def torchvision_loader(root: Path, batch_size: int, seed: int):
-    """The pytorch/examples MNIST pipeline (files decompressed where torchvision expects them)."""
+def torchvision_loader(root: Path, batch_size: int, seed: int, data_dir: str | None = None):
+    """The pytorch/examples MNIST pipeline (files decompressed where torchvision expects them, from the
+    same offline folder or cache as deeper's rows)."""
     from torchvision import datasets, transforms
 
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    sources = DataSources.resolve()
+    sources = DataSources.resolve(data_dir)
     for name in MNIST_SOURCE.content_md5:
         if not (raw / name).exists():
             data = read_content(sources, "mnist", name, MNIST_SOURCE.content_md5[name], None)
@@ -65,7 +66,7 @@ def run_row(
     seed_everything(cfg.seed)
     run = build_run(cfg)
     if tv_root is not None:  # replace deeper's loader by the baseline pipeline, same model/optimizer/schedule
-        loader = torchvision_loader(tv_root, cfg.optim.batch_size, cfg.seed)
+        loader = torchvision_loader(tv_root, cfg.optim.batch_size, cfg.seed, cfg.run.data_dir)
     else:
         loader = run.train_loader
     task = run.task  # the recipe's loss (label smoothing included) for every row
@@ -100,6 +101,7 @@ def run_row(
             time_to_target, epoch_to_target = state.train_seconds, epoch + 1
     return {
         "name": name,
+        "seed": cfg.seed,
         "img_per_s": state.train_samples / state.train_seconds,
         "train_seconds": state.train_seconds,
         "steps": state.global_step,
@@ -110,13 +112,29 @@ def run_row(
     }
 
 
+def spread(rows: list[dict], target: float) -> dict:
+    """Per row name over the seeds: final accuracy mean/min/max, seeds reaching the target, time to it."""
+    out = {}
+    for name in dict.fromkeys(r["name"] for r in rows):
+        rs = [r for r in rows if r["name"] == name and r["final_test_accuracy"] is not None]
+        if not rs:
+            continue
+        acc = [r["final_test_accuracy"] for r in rs]
+        times = sorted(r["seconds_to_target"] for r in rs if r["seconds_to_target"] is not None)
+        out[name] = {
+            "seeds": len(rs), "mean": sum(acc) / len(acc), "min": min(acc), "max": max(acc),
+            "reached": len(times), "median_seconds_to_target": times[len(times) // 2] if times else None,
+        }  # fmt: skip
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", help="offline data folder (default: $DEEPER_DATA)")
     p.add_argument("--recipe", default="fast", help="deeper recipe the rows share")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0", help="comma-separated seeds; every row trains once per seed")
     p.add_argument("--target", type=float, default=0.994, help="test accuracy to time")
     p.add_argument("--quick", action="store_true", help="throughput only: 100 steps per row, no accuracy")
     p.add_argument("--rows", default="baseline,deeper-nchw,deeper", help="comma-separated rows to run")
@@ -132,7 +150,6 @@ def main(argv=None) -> int:
         recipe=args.recipe,
         epochs=args.epochs,
         batch_size=args.batch_size,
-        seed=args.seed,
         data_dir=args.data_dir,
         device="cpu",
         tensorboard=False,
@@ -141,11 +158,12 @@ def main(argv=None) -> int:
     base = base.resolved()
     load_dataset("mnist", "train", data_dir=args.data_dir)  # fail early, before any timing
     rows = []
+    seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.rows.split(","):
-            cfg = base
+        for seed, name in ((s, n) for s in seeds for n in args.rows.split(",")):
+            cfg = base.replace(seed=seed)
             if name in ("baseline", "deeper-nchw"):
-                cfg = TrainConfig(**{**base.to_dict(), "channels_last": False})
+                cfg = cfg.replace(channels_last=False)
             elif name != "deeper":
                 p.error(f"unknown row {name!r}")
             print(
@@ -162,28 +180,32 @@ def main(argv=None) -> int:
                     tv_root=Path(tmp) if name == "baseline" else None,
                 )
             )
-    ref = next((r for r in rows if r["name"] == "baseline"), None)
     for r in rows:
+        ref = next((b for b in rows if b["name"] == "baseline" and b["seed"] == r["seed"]), None)
         r["speedup_vs_baseline"] = r["img_per_s"] / ref["img_per_s"] if ref else None
     result = {
         "benchmark": "time_to_accuracy",
         "machine": machine(),
         "torch": torch.__version__,
         "recipe": {
-            k: base.to_dict()[k] for k in ("recipe", "optimizer", "lr", "batch_size", "epochs", "schedule")
+            k: base.flat()[k] for k in ("recipe", "optimizer", "lr", "batch_size", "epochs", "schedule")
         },
+        "seeds": seeds,
+        "spread": spread(rows, args.target),
         "target": args.target,
         "quick": args.quick,
         "rows": rows,
     }
     print(
-        f"\n{'row':12s} {'img/s':>8s} {'vs base':>8s} {'train s':>8s} {'final acc':>9s} {'s to ' + str(args.target):>10s}"
+        f"\nmachine: {result['machine']}\n{'row':12s} {'seed':>4s} {'img/s':>8s} {'vs base':>8s} {'train s':>8s} {'final acc':>9s} {'s to ' + str(args.target):>10s}"
     )
     for r in rows:
         acc = f"{r['final_test_accuracy']:.4f}" if r["final_test_accuracy"] is not None else "-"
         tt = f"{r['seconds_to_target']:.1f}" if r["seconds_to_target"] is not None else "-"
         sp = f"{r['speedup_vs_baseline']:.2f}x" if r["speedup_vs_baseline"] else "-"
-        print(f"{r['name']:12s} {r['img_per_s']:8.0f} {sp:>8s} {r['train_seconds']:8.1f} {acc:>9s} {tt:>10s}")
+        print(
+            f"{r['name']:12s} {r['seed']:4d} {r['img_per_s']:8.0f} {sp:>8s} {r['train_seconds']:8.1f} {acc:>9s} {tt:>10s}"
+        )
     write_result(args.output, result, echo_json=args.json)
     return 0
 
