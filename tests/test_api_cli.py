@@ -14,6 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 import deeper.api
+from tests.conftest import REPO
 from tests.helpers import last_json, run
 
 
@@ -233,3 +234,30 @@ def test_every_command_that_loads_weights_takes_a_run_folder(digits_weights, tmp
     )
     assert code == 0, err
     assert (tmp_path / "m.onnx").is_file()
+
+
+def test_config_yaml_records_what_the_run_resolved_and_the_versions(tmp_path, capsys):
+    import torch
+
+    import deeper
+
+    out_dir = tmp_path / "r"
+    code, _, err = run(capsys, "train", *TINY, "--out", str(out_dir))
+    assert code == 0, err
+    document = yaml.safe_load((out_dir / "config.yaml").read_text())
+    resolved, versions = document["resolved"], document["versions"]
+    assert (
+        document["run"]["device"] == "auto" and resolved["device"] == "cpu"
+    )  # the option, and what it became
+    assert document["sampling"]["val_size"] is None and resolved["val_size"] == 143  # 10% of digits' 1,437
+    assert resolved["train_size"] == 120 and resolved["world_size"] == 1
+    assert isinstance(resolved["channels_last"], bool)
+    assert versions["deeper"] == deeper.__version__ and versions["torch"] == torch.__version__
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        assert versions["git_commit"].split("+")[0] == head.stdout.strip()
+    # the record is no option: the file still resumes and reruns
+    code, _, err = run(capsys, "train", "--resume", str(out_dir), "--epochs", "2")
+    assert code == 0, err
+    code, out, err = run(capsys, "train", "--config", str(out_dir / "config.yaml"), "--print-config")
+    assert code == 0 and "resolved" not in yaml.safe_load(out)

@@ -308,8 +308,12 @@ class TrainConfig:
         """A configuration from :meth:`to_dict`'s document (or a flat one); a :class:`ConfigError` names a bad key."""
         if not isinstance(data, dict):
             raise ConfigError(f"a configuration must be a mapping of options, got {type(data).__name__}")
+        from deeper.train.provenance import DESCRIPTIVE
+
         options: dict = {}
         for key, value in data.items():
+            if key in DESCRIPTIVE:  # what a run resolved and which versions ran it: a record, not options
+                continue
             if key in GROUPS and isinstance(value, dict):
                 known = {f.name for f in fields(GROUPS[key])}
                 unknown = sorted(set(value) - known)

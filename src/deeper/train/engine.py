@@ -102,7 +102,9 @@ def _run_locked(cfg: TrainConfig, run_dir: Path, world, *, resume: bool, callbac
         if run.is_main
         else Silent()
     )
-    logger.write_config(cfg.to_dict())
+    from deeper.train.provenance import recorded_config
+
+    logger.write_config(recorded_config(cfg, run))  # the options, what they resolved to, the versions
     n_params = count_parameters(run.model)
     o = cfg.optim
     log(
