@@ -42,6 +42,17 @@ def _isolated_data(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("DEEPER_DATA", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _restored_threads():
+    """A test that builds a task outside the engine (rl, caption narrow torch's threads) leaves the
+    thread count as it found it: later in-process runs must match their resumed subprocesses bit for bit."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def one_thread():
     """Batch-1 and small-tensor work: one torch thread is as fast, and far faster on a busy machine."""

@@ -120,7 +120,7 @@ def run_tasks(args, out) -> dict:
         cls = get_task_class(name)
         models = list_models(family=cls.model_family) if cls.model_family else []
         data = (
-            [d for d in list_datasets() if get_dataset_spec(d).kind == cls.data_kind] if cls.data_kind else []
+            [d for d in list_datasets() if cls.takes_data(get_dataset_spec(d).kind)] if cls.data_kind else []
         )
         rows.append(
             {

@@ -120,9 +120,9 @@ class Task:
     metrics: ClassVar[tuple[Metric, ...]] = (Metric("loss", higher_is_better=False),)
     #: the metric that decides "better" (early stopping, best checkpoint, --restore-best)
     primary: ClassVar[str] = "loss"
-    #: the kind of dataset the task trains on (``DatasetSpec.kind``: "images", "scenes", ...;
-    #: None: the task makes its own data and ``--data`` is not used)
-    data_kind: ClassVar[str | None] = None
+    #: the kind of dataset the task trains on (``DatasetSpec.kind``: "images", "scenes", ..., or a tuple
+    #: of kinds it takes; None: the task makes its own data and ``--data`` is not used)
+    data_kind: ClassVar[str | tuple[str, ...] | None] = None
     #: the models that fit (registered with this family in the model registry; None: the task
     #: builds its own networks and ``--model`` is not used)
     model_family: ClassVar[str | None] = None
@@ -160,6 +160,12 @@ class Task:
             if name == m.name or name.endswith("_" + m.name):
                 return m.higher_is_better
         return not name.endswith("loss")
+
+    @classmethod
+    def takes_data(cls, kind: str) -> bool:
+        """Whether the task trains on datasets of ``kind`` (one of its :attr:`data_kind`)."""
+        k = cls.data_kind
+        return k is not None and (kind == k if isinstance(k, str) else kind in k)
 
     # ---- building
     def build(self, ctx: BuildContext) -> Built:

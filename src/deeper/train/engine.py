@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from deeper.errors import ConfigError, DeeperError
 from deeper.fileio import RunLock, write_text_atomic
 from deeper.models import count_parameters, save_weights
@@ -64,6 +66,7 @@ def run_engine(
     run_dir = Path(cfg.run.out) if cfg.run.out else Path(broadcast_object(str(default_run_dir(cfg))))
     created = first_missing(run_dir)  # the folder this run creates (run_dir or an ancestor), if any
     lock = RunLock(run_dir).acquire() if world is None or world.is_main else None  # one writer per run
+    threads = torch.get_num_threads()  # a task may narrow them for its run (rl, caption): restored after
     try:
         return _run_locked(cfg, run_dir, world, resume=resume, callbacks=callbacks, log=log)
     except BaseException:
@@ -73,6 +76,7 @@ def run_engine(
             )  # refused before it wrote anything: leave nothing behind
         raise
     finally:
+        torch.set_num_threads(threads)
         if lock is not None:
             lock.release()
 

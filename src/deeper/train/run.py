@@ -130,9 +130,10 @@ def check_fits(task: Task, cfg: TrainConfig) -> None:
             )
     if task.data_kind is not None:
         spec = get_dataset_spec(cfg.data)
-        if spec.kind != task.data_kind:
+        if not task.takes_data(spec.kind):
+            kinds = task.data_kind if isinstance(task.data_kind, str) else " or ".join(task.data_kind)
             raise ConfigError(
-                f"dataset {cfg.data!r} holds {spec.kind}; task {task.name!r} trains on {task.data_kind} "
+                f"dataset {cfg.data!r} holds {spec.kind}; task {task.name!r} trains on {kinds} "
                 "(`deeper tasks`)"
             )
     if cfg.regularize.weight_noise and not task.automatic:
