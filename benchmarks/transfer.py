@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -32,10 +31,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, write_result  # noqa: E402
 
-from deeper.train import TrainConfig, fit
+from deeper.experiments.claims.transfer import summarize_runs, transfer_runs  # noqa: E402
+from deeper.train import TrainConfig, fit  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-MODES = {"scratch": {}, "finetune": {"freeze": "none"}, "frozen": {"freeze": "features"}}
 
 
 def main(argv=None) -> int:
@@ -79,38 +78,12 @@ def main(argv=None) -> int:
                 )
             )
             weights = pre["weights"]
-        runs = []
-        for target in targets:
-            for seed in seeds:
-                for mode, extra in MODES.items():
-                    cfg = TrainConfig(
-                        model=args.model, data=target, subset=args.subset, val_size=0, epochs=args.epochs,
-                        batch_size=args.batch_size, optimizer="adam", lr=args.lr, schedule="onecycle",
-                        label_smoothing=0.0, seed=seed, out=f"{tmp}/{target}-{mode}-{seed}",
-                        init_from=None if mode == "scratch" else str(weights), **extra, **common,
-                    )  # fmt: skip
-                    r = fit(cfg, log=lambda _msg: None)
-                    runs.append(
-                        {"target": target, "mode": mode, "seed": seed, "test_accuracy": r["test_accuracy"]}
-                    )
-                    print(
-                        f"  {target} {mode} seed {seed}: {r['test_accuracy']:.4f}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-    summary = []
-    for target in targets:
-        for mode in MODES:
-            accs = [r["test_accuracy"] for r in runs if r["target"] == target and r["mode"] == mode]
-            summary.append(
-                {
-                    "target": target,
-                    "mode": mode,
-                    "mean": statistics.fmean(accs),
-                    "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                    "seeds": len(accs),
-                }
-            )
+        runs = transfer_runs(
+            weights, model=args.model, targets=targets, seeds=seeds, subset=args.subset, epochs=args.epochs,
+            batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir, out=tmp,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )  # fmt: skip
+    summary = summarize_runs(runs)
     result = {
         "benchmark": "transfer",
         "machine": machine(),
