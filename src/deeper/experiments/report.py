@@ -57,7 +57,19 @@ def _test_effect(t: dict) -> str:
             break
     if t.get("ci") and None not in t["ci"]:
         parts.append(f"bounds {fmt(t['ci'][0])} .. {fmt(t['ci'][1])}")
+    if t["test"].startswith(("exact", "measured")):  # a fact or a figure: the numbers it compared
+        parts += [
+            f"{k.replace('_', ' ')} {fmt(v)}" for k, v in t.items() if k not in _TEST_KEYS and _number(v)
+        ]
     return ", ".join(parts)
+
+
+#: the fields every test has (not numbers it compared)
+_TEST_KEYS = {"test", "what", "verdict", "value", "limit", "above", "n", "claim", "alpha", "delta"}
+
+
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def _test_p(t: dict) -> str:
@@ -70,8 +82,15 @@ def _status(doc: dict | None) -> str:
     if doc is None:
         return "not run"
     if doc["profile"] == "full":
-        return "full" + (" (committed benchmark results)" if doc.get("reused") else "")
-    return "quick (the full profile has not been run here)"
+        return "full profile" + (", from the benchmark's committed results" if doc.get("reused") else "")
+    return "quick profile; no full results yet"
+
+
+def _tally(rows) -> str:
+    """How many experiments have results, and their verdicts."""
+    done = [d["verdict"] for _, d, _ in rows if d is not None]
+    counts = ", ".join(f"{done.count(v)} {v}" for v in ("supported", "not supported", "inconclusive"))
+    return f"{len(done)} of {len(rows)} experiments have results: {counts}."
 
 
 # ------------------------------------------------------------------------------------ Markdown
@@ -87,7 +106,6 @@ def markdown(root: str | os.PathLike, base: str = "") -> str:
     """The Markdown report; ``base``: the path from the page's folder to ``root`` (links are prefixed with it)."""
     base = f"{base.rstrip('/')}/" if base and base != "." else ""
     rows = chosen_results(root)
-    done = [r for r in rows if r[1] is not None]
     lines = [
         "# The claims of the notes, as experiments",
         "",
@@ -97,7 +115,9 @@ def markdown(root: str | os.PathLike, base: str = "") -> str:
         "`quick` one (small data, a few seeds: mostly inconclusive by design). Regenerate with "
         "`deeper experiment report`; rerun one with the command under it.",
         "",
-        f"{len(done)} of {len(rows)} experiments have results.",
+        f"{_tally(rows)}",
+        "",
+        "The notes: " + "; ".join(f"note {v}" for v in NOTES.values()) + ".",
         "",
         "| experiment | claim | verdict | profile |",
         "|---|---|---|---|",
@@ -109,8 +129,7 @@ def markdown(root: str | os.PathLike, base: str = "") -> str:
         lines += ["", f'<a id="{exp.name}"></a>', "", f"## {exp.title} (`{exp.name}`)", ""]
         lines += [f"**Claim.** {exp.claim}", ""]
         lines += [
-            "**Source in the notes.** "
-            + "; ".join(f"{NOTES[s.note].split(':')[0]} ({s.section})" for s in exp.sources),
+            "**Source in the notes.** " + "; ".join(f"note {s.note} ({s.section})" for s in exp.sources),
             "",
         ]
         if doc is None:
@@ -170,7 +189,6 @@ def _badge(verdict: str | None) -> str:
 def render_html(root: str | os.PathLike) -> str:
     e = html.escape
     rows = chosen_results(root)
-    done = [r for r in rows if r[1] is not None]
     out = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
            "<title>deeper: the claims of the notes, as experiments</title>", f"<style>{CSS}</style></head><body>",
            "<h1>The claims of the notes, as experiments</h1>",
@@ -179,7 +197,8 @@ def render_html(root: str | os.PathLike) -> str:
            "(declared before the measurement, in the experiment's profile). The <code>full</code> profile is shown "
            "where it has been run, else the <code>quick</code> one (small data, a few seeds: mostly inconclusive by "
            "design). Regenerate with <code>deeper experiment report</code>.</p>",
-           f"<p>{len(done)} of {len(rows)} experiments have results.</p>",
+           f"<p>{e(_tally(rows))}</p>",
+           "<p>The notes: " + e("; ".join(f"note {v}" for v in NOTES.values())) + ".</p>",
            "<table><tr><th>experiment</th><th>claim</th><th>verdict</th><th>profile</th></tr>"]  # fmt: skip
     for exp, doc, _ in rows:
         out.append(f'<tr><td><a href="#{e(exp.name)}">{e(exp.name)}</a></td><td>{e(exp.title)}</td>'
@@ -190,7 +209,7 @@ def render_html(root: str | os.PathLike) -> str:
                    f"{_badge(doc['verdict'] if doc else None)}</h2>")  # fmt: skip
         out.append(f"<p><b>Claim.</b> {e(exp.claim)}</p>")
         out.append("<p><b>Source in the notes.</b> " + "; ".join(
-            f"{e(NOTES[s.note].split(':')[0])} ({e(s.section)})" for s in exp.sources) + "</p>")  # fmt: skip
+            f"note {e(s.note)} ({e(s.section)})" for s in exp.sources) + "</p>")  # fmt: skip
         if doc is None:
             out.append(
                 f"<p>Not run yet: <code>deeper experiment run {e(exp.name)} --profile quick</code>.</p></section>"

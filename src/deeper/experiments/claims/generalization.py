@@ -287,15 +287,16 @@ register(
                 },
             ),
             "full": Profile(
-                "MNIST, 1,000 training images, DeepConvNet, 25 epochs, 3 seeds",
+                "MNIST, 1,000 training images, MLP 256-256, 30 epochs, 4 seeds",
                 {
                     "data": "mnist",
                     "train_images": 1000,
-                    "model": "deep-convnet",
-                    "epochs": 25,
+                    "model": "mlp",
+                    "hidden": [256, 256],
+                    "epochs": 30,
                     "batch_size": 50,
                     "lr": 0.001,
-                    "seeds": [0, 1, 2],
+                    "seeds": [0, 1, 2, 3],
                     "regularizers": {
                         "dropout": {"dropout": 0.5},
                         "weight decay": {"weight_decay": 0.001},
