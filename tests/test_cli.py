@@ -1,6 +1,7 @@
 """The ``deeper`` command: help, errors (one line, no traceback), and --json for every subcommand."""
 
 import pickle
+import re
 import shlex
 import subprocess
 import sys
@@ -57,9 +58,8 @@ def test_help_examples_parse(cmd):
     parser = build_parser()
     text = parser.subcommands[cmd].format_help()
     assert "example" in text
-    examples = [
-        ln.strip() for ln in text.split("example", 1)[1].splitlines() if ln.strip().startswith("deeper ")
-    ]
+    tail = re.sub(r"\\\n\s*", " ", text.split("example", 1)[1])  # a long example continues after a backslash
+    examples = [ln.strip() for ln in tail.splitlines() if ln.strip().startswith("deeper ")]
     assert examples
     for line in examples:
         parser.parse_args(shlex.split(line.split("#")[0])[1:])  # SystemExit on a bad example
