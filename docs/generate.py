@@ -208,6 +208,44 @@ def hardening() -> str:
     )
 
 
+# ----------------------------------------------------------------------------- the engine's tasks
+
+#: the page of docs/ that tells each task's story (linked from the engine's table when it exists)
+TASK_PAGES = {
+    "classify": "zoo.md", "distill": "speed.md", "segment": "segmentation.md", "detect": "detection.md",
+    "caption": "captioning.md", "rl": "rl.md", "superres": "image2image.md", "srgan": "image2image.md",
+    "restore": "image2image.md", "style": "image2image.md", "style-fast": "image2image.md",
+    "generate": "generation.md", "diffusion": "generation.md", "text-to-image": "generation.md",
+}  # fmt: skip
+
+
+@renderer("tasks")
+def tasks() -> str:
+    """Every registered task, read from the registry (not from results): what it does, its models and data."""
+    from deeper.data import get_dataset_spec, list_datasets
+    from deeper.models import list_models
+    from deeper.tasks import get_task_class, list_tasks
+
+    rows = []
+    for name in list_tasks():
+        cls = get_task_class(name)
+        models = list_models(family=cls.model_family) if cls.model_family else []
+        kinds = sorted(
+            {get_dataset_spec(d).kind for d in list_datasets() if cls.takes_data(get_dataset_spec(d).kind)}
+        )
+        page = TASK_PAGES.get(name)
+        label = f"[`{name}`]({page})" if page and (ROOT / "docs" / page).exists() else f"`{name}`"
+        better = next(m.higher_is_better for m in cls.metrics if m.name == cls.primary)
+        primary = f"`{cls.primary}`, " + ("higher" if better else "lower")
+        shown = ", ".join(f"`{m}`" for m in models[:6]) + (
+            f" ({len(models)} in all)" if len(models) > 6 else ""
+        )
+        rows.append([label, cls.description, shown or "its own", ", ".join(kinds) or "its own", primary])
+    return table(["task", "what it does", "models", "data", "primary metric"], rows, "lllll") + (
+        "\n\nGenerated from the task registry (`deeper tasks` prints the same with every option)."
+    )
+
+
 # ----------------------------------------------------------------------------- the README's headline
 
 
