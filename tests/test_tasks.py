@@ -118,6 +118,21 @@ def test_a_task_refuses_models_and_data_of_another_kind(tmp_path):
         fit(TrainConfig(data="scenes-det", out=str(tmp_path / "a"), **QUIET))
 
 
+def test_classification_options_another_task_would_ignore_are_refused_by_the_engine(tmp_path):
+    for task, options, message in [
+        ("gan-2d", {"mixup": 0.2}, "task 'gan-2d' does not take --mixup"),
+        ("chain-dqn", {"augment": "default", "bootstrap": True}, "does not take --augment, --bootstrap"),
+        (
+            "segment",
+            {"model": "unet", "data": "scenes-seg", "init_from": str(tmp_path / "w")},
+            "not take --init-from",
+        ),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            fit(TrainConfig(task=task, **options, out=str(tmp_path / task), **QUIET))
+        assert not (tmp_path / task).exists()
+
+
 def test_cuda_graphs_need_a_task_of_one_automatic_step(tmp_path):
     with pytest.raises(ConfigError, match="--cuda-graphs replays one forward"):
         fit(TrainConfig(task="gan-2d", cuda_graphs=True, out=str(tmp_path / "g"), **QUIET))

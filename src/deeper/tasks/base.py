@@ -126,6 +126,9 @@ class Task:
     #: the models that fit (registered with this family in the model registry; None: the task
     #: builds its own networks and ``--model`` is not used)
     model_family: ClassVar[str | None] = None
+    #: the classification toolkit's options the task honours (see :func:`classification_options_used`);
+    #: the engine refuses the others in one line rather than let them do nothing
+    takes: ClassVar[frozenset[str]] = frozenset()
     #: the part written as the run's weights (``model.safetensors``)
     export: ClassVar[str] = "net"
     #: ``--task-arg`` options
@@ -268,3 +271,22 @@ def get_task_class(name: str) -> type[Task]:
 
 def create_task(name: str, task_args: dict | None = None) -> Task:
     return get_task_class(name)(**(task_args or {}))
+
+
+#: every option of the classification toolkit that another task may not honour
+CLASSIFICATION_OPTIONS = (
+    "--augment", "--mixup", "--cutmix", "--input-noise", "--norm", "--bootstrap", "--sample-weights",
+    "--folds", "--init-from", "--freeze",
+)  # fmt: skip
+
+
+def classification_options_used(cfg) -> list[str]:
+    """The options of :data:`CLASSIFICATION_OPTIONS` that ``cfg`` (a TrainConfig) turns on."""
+    r, s, t = cfg.regularize, cfg.sampling, cfg.transfer
+    on = {
+        "--augment": r.augment not in (None, "none"), "--mixup": bool(r.mixup), "--cutmix": bool(r.cutmix),
+        "--input-noise": bool(r.input_noise), "--norm": r.norm not in (None, "none"),
+        "--bootstrap": bool(s.bootstrap), "--sample-weights": s.sample_weights is not None,
+        "--folds": s.folds is not None, "--init-from": t.init_from is not None, "--freeze": t.freeze != "none",
+    }  # fmt: skip
+    return [k for k in CLASSIFICATION_OPTIONS if on[k]]

@@ -19,7 +19,15 @@ from torch import nn
 
 from deeper.data import BatchLoader, ImageDataset, get_dataset_spec, load_dataset
 from deeper.data.resample import bootstrap_resample, kfold_split, load_sample_weights, weighted_resample
-from deeper.tasks.base import Metric, Nets, StepOutput, Task, TaskOption, register_task
+from deeper.tasks.base import (
+    CLASSIFICATION_OPTIONS,
+    Metric,
+    Nets,
+    StepOutput,
+    Task,
+    TaskOption,
+    register_task,
+)
 from deeper.train.build import BuildContext, Built
 from deeper.train.parts import Parts
 
@@ -72,6 +80,7 @@ class ClassificationTask(Task):
     primary = "accuracy"
     data_kind = "images"
     model_family = "classify"
+    takes = frozenset(CLASSIFICATION_OPTIONS)
     dry_run = {
         "data": "digits",
         "subset": 80,

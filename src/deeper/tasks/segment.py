@@ -128,19 +128,6 @@ def class_names(digit_classes) -> list[str]:
     return [BACKGROUND, *map(str, digit_classes)]
 
 
-def _refuse_unused(cfg) -> None:
-    """Options of classification that would silently do nothing here."""
-    r, s = cfg.regularize, cfg.sampling
-    used = {
-        "--augment": r.augment not in (None, "none"), "--mixup": bool(r.mixup), "--cutmix": bool(r.cutmix),
-        "--input-noise": bool(r.input_noise), "--bootstrap": s.bootstrap,
-        "--sample-weights": s.sample_weights is not None, "--folds": s.folds is not None,
-        "--init-from": cfg.transfer.init_from is not None, "--freeze": cfg.transfer.freeze != "none",
-    }  # fmt: skip
-    if bad := [k for k, v in used.items() if v]:
-        raise ConfigError(f"task 'segment' does not take {', '.join(bad)} (classification options)")
-
-
 # ----------------------------------------------------------------------------- the task
 
 
@@ -190,7 +177,6 @@ class SegmentationTask(Task):
 
         cfg = ctx.cfg
         get_model_entry(cfg.model)  # fail on a bad name before making any scenes
-        _refuse_unused(cfg)
         spec = get_dataset_spec(cfg.data)
         k = len(spec.classes) + 1
         kwargs = dict(cfg.model_kwargs)

@@ -118,6 +118,7 @@ def check_fits(task: Task, cfg: TrainConfig) -> None:
     """The model, dataset, optimizer and schedule names exist and fit the task (before any data is loaded)."""
     from deeper.data import get_dataset_spec
     from deeper.models import get_model_entry
+    from deeper.tasks.base import classification_options_used
     from deeper.train.optim import get_optimizer_entry
     from deeper.train.schedule import create_schedule, list_schedules
 
@@ -136,6 +137,8 @@ def check_fits(task: Task, cfg: TrainConfig) -> None:
                 f"dataset {cfg.data!r} holds {spec.kind}; task {task.name!r} trains on {kinds} "
                 "(`deeper tasks`)"
             )
+    if bad := [k for k in classification_options_used(cfg) if k not in task.takes]:
+        raise ConfigError(f"task {task.name!r} does not take {', '.join(bad)} (classification options)")
     if cfg.regularize.weight_noise and not task.automatic:
         raise ConfigError(
             f"--weight-noise perturbs the one forward pass of a step; task {task.name!r} takes several"
