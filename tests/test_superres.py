@@ -154,6 +154,8 @@ def test_scales_and_patches_are_checked():
         )
     with pytest.raises(ConfigError, match="holds scenes; task 'superres' trains on photos or images"):
         fit(TrainConfig(task="superres", model="srcnn", data="scenes-seg", epochs=1, **QUIET))
+    with pytest.raises(ConfigError, match="task 'superres' does not take --mixup"):
+        fit(TrainConfig(task="superres", model="espcn", data="photos", mixup=0.2, epochs=1, **QUIET))
     with pytest.raises(ConfigError, match="not a super-resolution network"):
         fit(TrainConfig(task="superres", model="restore-unet", data="photos", epochs=1, **QUIET))
     assert get_task_class("superres").takes_data("photos") and not get_task_class("superres").takes_data(

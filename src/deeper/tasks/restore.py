@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deeper.errors import ConfigError
-from deeper.image2image.common import output_path, refuse_classification_options
+from deeper.image2image.common import output_path
 from deeper.image2image.damage import add_noise, best_blur, hole_mask, mean_fill
 from deeper.image2image.images import quantize
 from deeper.image2image.metrics import psnr, scores
@@ -84,7 +84,6 @@ class RestoreTask(Task):
         from deeper.tasks.superres import make_sources
 
         cfg, a = ctx.cfg, self.args
-        refuse_classification_options(cfg, self.name)
         spec = get_dataset_spec(cfg.data)
         self.colour = a["colour"] if a["colour"] != "auto" else ("rgb" if spec.kind == "photos" else "grey")
         c = colour_channels(self.colour)

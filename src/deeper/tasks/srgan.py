@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 
 from deeper.errors import ConfigError
-from deeper.image2image.common import refuse_classification_options
 from deeper.image2image.metrics import psnr
 from deeper.image2image.style import describe_features, feature_net
 from deeper.image2image.superres import sr_inputs
@@ -64,7 +63,6 @@ class SrganTask(SuperResolutionTask):
         from deeper.models.image2image.sr import Discriminator, SRResNet
 
         cfg, a = ctx.cfg, self.args
-        refuse_classification_options(cfg, self.name)
         if a["init"]:
             g, meta0 = self.load_model(a["init"])
             if int(meta0.get("scale", self.scale)) != self.scale:

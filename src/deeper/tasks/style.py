@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deeper.errors import ConfigError
-from deeper.image2image.common import output_path, refuse_classification_options
+from deeper.image2image.common import output_path
 from deeper.image2image.metrics import ssim
 from deeper.image2image.style import STYLE_LAYERS, StyleLoss, describe_features, feature_net
 from deeper.tasks.base import Metric, Nets, StepOutput, Task, TaskOption, register_task
@@ -141,7 +141,6 @@ class StyleTask(Task):
 
     def build(self, ctx: BuildContext) -> Built:
         cfg, a = ctx.cfg, self.args
-        refuse_classification_options(cfg, self.name)
         dev = ctx.device
         content = load_picture(a["content"], a["size"], what="content").to(dev)
         style = load_picture(a["style"], a["size"], what="style").to(dev)
@@ -270,7 +269,6 @@ class FastStyleTask(Task):
         from deeper.tasks.superres import make_sources
 
         cfg, a = ctx.cfg, self.args
-        refuse_classification_options(cfg, self.name)
         net = create_model(cfg.model, num_classes=3, in_chans=3, **cfg.model_kwargs)
         if not isinstance(net, StyleNet):
             raise ConfigError(f"model {cfg.model!r} is not a style network (style-net)")

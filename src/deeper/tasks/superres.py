@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deeper.errors import ConfigError
-from deeper.image2image.common import output_path, refuse_classification_options
+from deeper.image2image.common import output_path
 from deeper.image2image.metrics import psnr, scores
 from deeper.image2image.sources import ImageSource, PatchSource, epoch_steps, load_split
 from deeper.image2image.superres import sr_inputs, super_resolve
@@ -140,7 +140,6 @@ class SuperResolutionTask(Task):
     # ---- building
     def build(self, ctx: BuildContext) -> Built:
         cfg = ctx.cfg
-        refuse_classification_options(cfg, self.name)
         net, kwargs = sr_model(cfg, self.scale)
         self.upsampled_input = net.upsampled_input
         train, val, test, patch = make_sources(self, ctx, "y", self.scale, self.args["patch"])
