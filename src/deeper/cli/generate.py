@@ -1,0 +1,98 @@
+"""``deeper generate``: images from a trained generator (task ``generate``) or diffusion model (task ``diffusion``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from deeper.cli import add_json, command, png_output
+
+
+@command("generate", "sample images from a trained GAN or diffusion model: a grid, an interpolation, a trajectory",
+         group="use trained models")  # fmt: skip
+def configure(p: argparse.ArgumentParser) -> None:
+    p.epilog = (
+        "examples:\n  deeper generate --weights runs/dcgan -n 64 -o grid.png\n"
+        "  deeper generate --weights runs/cdcgan -n 16 --label 3 --seed 7 -o threes.png\n"
+        "  deeper generate --weights runs/ddpm --steps 20 --guidance 3 --label 5 -o fives.png\n"
+        "  deeper generate --weights runs/ddpm --trajectory -o steps.png\n"
+        "  deeper generate --weights runs/dcgan --interpolate -o walk.png"
+    )
+    p.add_argument(
+        "--weights", required=True, metavar="W", help="a generate or diffusion run folder, or its weights"
+    )
+    p.add_argument("-n", "--samples", type=int, default=64, help="images in the grid")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.png", help="the grid, as PNG")
+    p.add_argument(
+        "--label", type=int, help="class of every image (class-conditional models; default: all classes)"
+    )
+    p.add_argument("--prompt", help="caption of the scene (text-to-image models)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise")
+    p.add_argument("--steps", type=int, help="DDIM steps (diffusion; default: as the run was scored)")
+    p.add_argument(
+        "--guidance", type=float, help="classifier-free guidance scale (conditional diffusion; 1: none)"
+    )
+    p.add_argument("--columns", type=int, default=8, help="images per row of the grid")
+    p.add_argument(
+        "--interpolate", action="store_true", help="GAN: straight lines between latent points instead"
+    )
+    p.add_argument(
+        "--trajectory", action="store_true", help="diffusion: the denoising steps of each image instead"
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    add_json(p)
+    p.set_defaults(run=run)
+
+
+def run(args, out) -> dict:
+    import torch
+
+    from deeper.errors import ConfigError
+    from deeper.models.weights import weights_file
+    from deeper.runtime import resolve_device
+    from deeper.tasks.generate import interpolate, load_generator, sample, save_grid
+
+    png_output(args.output)
+    path = weights_file(args.weights)
+    g, meta = load_generator(path)
+    device = resolve_device(args.device)
+    g = g.to(device)
+    kind, k = meta.get("kind"), int(meta.get("num_classes", 10))
+    conditional = str(meta.get("conditional", "false")).lower() == "true"
+    if args.prompt is not None:
+        raise ConfigError(
+            f"{path} is not a text-to-image model; --prompt needs one (its images are {meta.get('dataset')})"
+        )
+    if args.label is not None and not conditional:
+        raise ConfigError(f"{path} is an unconditional model; --label needs a class-conditional one")
+    if args.label is not None and not 0 <= args.label < k:
+        raise ConfigError(f"--label must be in [0, {k - 1}] for {meta.get('dataset')}, got {args.label}")
+    if args.interpolate and kind == "diffusion":
+        raise ConfigError("--interpolate walks a GAN's latent space; use --trajectory for a diffusion model")
+    if args.trajectory and kind != "diffusion":
+        raise ConfigError("--trajectory shows a diffusion model's steps; use --interpolate for a GAN")
+    if (args.steps is not None or args.guidance is not None) and kind != "diffusion":
+        raise ConfigError("--steps and --guidance are for diffusion models")
+    n = args.samples
+    labels = None
+    if conditional:
+        labels = torch.full((n,), args.label) if args.label is not None else torch.arange(n).remainder(k)
+    if args.interpolate:
+        rows = max(1, n // 10)
+        images = interpolate(g, rows=rows, steps=10, seed=args.seed, device=device,
+                             labels=None if labels is None else labels[:rows].repeat_interleave(10))  # fmt: skip
+        nrow = 10
+    elif args.trajectory:
+        steps: list = []
+        sample(None, g, meta, n, labels=labels, seed=args.seed, device=device, steps=args.steps,
+               guidance=args.guidance, trajectory=steps)  # fmt: skip
+        keep = steps[:: max(1, len(steps) // 10)][:9] + [steps[-1]]
+        images, nrow = torch.stack(keep, 1).flatten(0, 1), len(keep)
+    else:
+        images = sample(None, g, meta, n, labels=labels, seed=args.seed, device=device, steps=args.steps,
+                        guidance=args.guidance)  # fmt: skip
+        nrow = args.columns
+    save_grid(images, args.output, nrow=nrow)
+    what = f"{len(images)} images" + (f" of class {args.label}" if args.label is not None else "")
+    out.line(f"{what} from {meta.get('model')} ({kind}, {meta.get('dataset')}): {args.output}")
+    return {"output": args.output, "images": len(images), "model": meta.get("model"), "kind": kind,
+            "dataset": meta.get("dataset"), "seed": args.seed, "label": args.label}  # fmt: skip

@@ -1,0 +1,430 @@
+"""Image generation (issue 23): the networks' shapes, the GAN steps, the gradient penalty, the diffusion
+process and samplers, the scores (FID, KID, floor, coverage), ``deeper generate`` and its errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from deeper.errors import ConfigError
+from deeper.generate.diffusion import Schedule, ddim_invert, ddim_sample, ddim_timesteps, ddpm_sample, guided
+from deeper.generate.losses import critic_with_penalty, d_loss_gan, g_loss_gan
+from deeper.generate.scores import ClassShare, fid_kid
+from deeper.models import create_model, list_models
+from deeper.tasks import create_task
+from deeper.train import LoopState, Stepper, TrainConfig, fit
+from tests.helpers import last_json, run
+
+QUIET = dict(tensorboard=False, progress=False, device="cpu")
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+def test_the_family_is_registered():
+    assert set(list_models(family="generate")) >= {"dcgan", "wgan-gp", "ddpm-unet"}
+
+
+@pytest.mark.parametrize("size, chans", [(28, 1), (32, 3), (64, 1)])
+@pytest.mark.parametrize("conditional", [False, True])
+def test_generator_and_discriminator_shapes(size, chans, conditional):
+    torch.manual_seed(0)
+    pair = create_model("dcgan", num_classes=10, in_chans=chans, img_size=size, latent=16, width=8, d_width=8,
+                        conditional=conditional)  # fmt: skip
+    y = torch.arange(5) if conditional else None
+    x = pair.generator(torch.randn(5, 16), y)
+    assert x.shape == (5, chans, size, size) and x.min() >= -1 and x.max() <= 1  # tanh output
+    assert pair.discriminator(x, y).shape == (5, 1)
+    # the paper's rules: no pooling, strided (transposed) convolutions, batch norm, LeakyReLU in D
+    kinds = {type(m) for m in pair.modules()}
+    assert (
+        not kinds & {nn.MaxPool2d, nn.AvgPool2d}
+        and {nn.ConvTranspose2d, nn.BatchNorm2d, nn.LeakyReLU} <= kinds
+    )
+    assert all(m.stride == (2, 2) for m in pair.discriminator.modules() if isinstance(m, nn.Conv2d))
+
+
+def test_the_wgan_critic_has_no_batch_norm():
+    critic = create_model("wgan-gp").discriminator
+    assert not any(isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d) for m in critic.modules())
+    x = torch.randn(4, 1, 28, 28)  # each sample's score is its own: batch composition does not matter
+    assert torch.allclose(critic(x)[:2], critic(x[:2]), atol=1e-6)
+
+
+def test_the_conditional_generator_follows_its_label():
+    g = create_model("dcgan", conditional=True, width=8).generator.eval()
+    z = torch.randn(1, 64).repeat(2, 1)
+    a, b = g(z, torch.tensor([3, 3])), g(z, torch.tensor([3, 4]))
+    assert torch.equal(a[0], a[1]) and not torch.allclose(b[0], b[1])
+    with pytest.raises(ValueError, match="needs labels"):
+        g(z)
+
+
+def test_the_unet_predicts_noise_of_the_input_shape_and_reads_time_and_label():
+    torch.manual_seed(0)
+    net = create_model("ddpm-unet", width=8, conditional=True, dropout=0.0).eval()
+    for p in net.parameters():  # zero-initialised outputs would hide the inputs' effect
+        nn.init.normal_(p, 0, 0.1) if p.ndim > 1 else None
+    x = torch.randn(2, 1, 28, 28)
+    t = torch.tensor([10, 10])
+    out = net(x, t, torch.tensor([1, 1]))
+    assert out.shape == x.shape
+    assert not torch.allclose(out, net(x, torch.tensor([500, 500]), torch.tensor([1, 1])))
+    assert not torch.allclose(out, net(x, t, torch.tensor([2, 2])))
+    assert net(torch.randn(3, 1, 64, 64), torch.tensor([1, 2, 3])).shape == (3, 1, 64, 64)  # no label: "none"
+
+
+# ----------------------------------------------------------------------------- GAN steps
+
+
+class Recording(Stepper):
+    """Records which optimizer steps, and which networks' parameters each step changed."""
+
+    def __init__(self, opts, nets):
+        super().__init__(opts)
+        self.nets, self.log = nets, []
+
+    def update(self, name, loss, state, **kw):
+        before = {n: [p.detach().clone() for p in m.parameters()] for n, m in self.nets.items()}
+        super().update(name, loss, state, **kw)
+        changed = {
+            n
+            for n, m in self.nets.items()
+            if any(not torch.equal(a, p) for a, p in zip(before[n], m.parameters()))
+        }
+        self.log.append((name, changed))
+
+
+def _gan(model: str, **task_args):
+    task = create_task("generate", {"conditional": True, **task_args})
+    torch.manual_seed(0)
+    pair = create_model(model, conditional=True, width=8, d_width=8, latent=8)
+    task.loss_kind, task.latent = pair.loss, 8
+    nets = {"G": pair.generator, "D": pair.discriminator}
+    opts = {n: torch.optim.Adam(m.parameters(), lr=1e-2) for n, m in nets.items()}
+    return task, nets, Recording(opts, nets)
+
+
+def test_a_dcgan_step_updates_the_discriminator_then_the_generator_each_only_its_own():
+    task, nets, stepper = _gan("dcgan")
+    batch = (torch.rand(6, 1, 28, 28), torch.arange(6))
+    out = task.training_step(nets, batch, stepper, LoopState())
+    assert stepper.log == [("D", {"D"}), ("G", {"G"})]
+    assert out.count == 6 and set(out.sums) >= {"loss_d", "loss_g"}
+
+
+def test_wgan_gp_steps_the_critic_n_critic_times_per_generator_step():
+    task, nets, stepper = _gan("wgan-gp", n_critic=3)
+    state = LoopState()
+    for _ in range(6):
+        task.training_step(nets, (torch.rand(4, 1, 28, 28), torch.arange(4)), stepper, state)
+        state.global_step += 1
+    names = [n for n, _ in stepper.log]
+    assert names == ["D", "D", "D", "G", "D", "D", "D", "G"]
+    assert all(changed == {n} for n, changed in stepper.log)
+
+
+def test_gan_losses_by_hand():
+    logit = torch.tensor([[0.0]])
+    assert torch.isclose(d_loss_gan(logit, logit), torch.tensor(2 * math.log(2)))
+    assert torch.isclose(g_loss_gan(torch.tensor([[2.0]])), torch.tensor(math.log(1 + math.exp(-2))))
+
+
+def test_the_gradient_penalty_against_a_hand_case():
+    # a linear critic w.x has the gradient w everywhere: penalty (|w| - 1)^2 = (5 - 1)^2
+    critic = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[3.0, 4.0]]))
+    real, fake = torch.randn(8, 2), torch.randn(8, 2)
+    s_real, s_fake, gp = critic_with_penalty(critic, real, fake, torch.rand(8))
+    assert torch.isclose(gp, torch.tensor(16.0)) and torch.allclose(s_real, real @ critic.weight.T)
+
+    # |x|^2 / 2 has the gradient x: the penalty is the mean of (|x_mix| - 1)^2 at the mixtures
+    class Half(nn.Module):
+        def forward(self, x):
+            return 0.5 * x.square().sum(1, keepdim=True)
+
+    real, fake = torch.tensor([[3.0, 0.0], [0.0, 0.0]]), torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    alpha = torch.tensor([0.5, 0.25])  # mixtures (2, 0) and (0, 1.5): (2 - 1)^2 and (1.5 - 1)^2
+    _, _, gp = critic_with_penalty(Half(), real, fake, alpha)
+    assert torch.isclose(gp, torch.tensor((1.0 + 0.25) / 2))
+    # and it trains the critic: the penalty has a gradient with respect to the weights
+    _, _, gp = critic_with_penalty(critic, real, fake, alpha)
+    gp.backward()
+    assert critic.weight.grad is not None and critic.weight.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------- diffusion
+
+
+def test_the_forward_process_matches_its_closed_form():
+    s = Schedule(100)
+    torch.manual_seed(0)
+    x0 = torch.full((200_000,), 0.7, dtype=torch.float64)
+    x = x0.clone()
+    for t in range(60):  # x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) noise, step by step
+        x = (1 - s.betas[t]).sqrt() * x + s.betas[t].sqrt() * torch.randn_like(x)
+    mean, std = s.abar[59].sqrt() * 0.7, (1 - s.abar[59]).sqrt()
+    assert abs(x.mean() - mean) < 0.01 and abs(x.std() - std) < 0.01
+    closed = s.q_sample(x0, torch.full((len(x0),), 59), torch.randn_like(x0))
+    assert abs(closed.mean() - mean) < 0.01 and abs(closed.std() - std) < 0.01
+    assert torch.allclose(
+        s.q_sample(x0[:3], torch.zeros(3, dtype=torch.long), torch.zeros(3)), x0[:3] * s.abar[0].sqrt()
+    )
+    assert s.abar[-1] < 1e-3  # at T the image is (almost) pure noise
+    assert torch.isclose(Schedule(1000).betas[0], torch.tensor(1e-4, dtype=torch.float64))  # the paper's
+
+
+def _oracle(x0: torch.Tensor, s: Schedule):
+    """The exact noise predictor of a distribution that is one point ``x0``."""
+
+    def eps(x, t):
+        a = s.abar[t].to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
+        return (x - a.sqrt() * x0) / (1 - a).sqrt()
+
+    return eps
+
+
+@pytest.mark.parametrize("steps", [1, 5, 50])
+def test_samplers_recover_the_point_an_exact_noise_predictor_knows(steps):
+    s = Schedule(200)
+    x0 = torch.rand(3, 1, 4, 4, dtype=torch.float64) * 2 - 1
+    x_T = torch.randn(3, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(ddim_sample(_oracle(x0, s), s, x_T, steps), x0, atol=1e-6)
+    assert torch.allclose(
+        ddim_sample(_oracle(x0, s), s, x_T, steps, eta=1.0, generator=torch.Generator()), x0, atol=1e-6
+    )
+    if steps == 50:
+        assert torch.allclose(ddpm_sample(_oracle(x0, s), s, x_T, generator=torch.Generator()), x0, atol=1e-6)
+
+
+def test_ddim_inverts_a_known_noise_exactly_in_the_limit_of_many_steps():
+    s = Schedule(1000)
+
+    def eps(x, t):  # any smooth noise predictor
+        return 0.5 * torch.tanh(x) + 1e-3 * t.view(-1, 1).to(x.dtype)
+
+    x0 = torch.rand(32, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    errors = [
+        (ddim_sample(eps, s, ddim_invert(eps, s, x0, n), n, clip=False) - x0).abs().max()
+        for n in (10, 100, 1000)
+    ]
+    assert errors[0] > 5 * errors[1] > 25 * errors[2] and errors[2] < 0.1  # the error falls as 1 / steps
+
+
+def test_ddim_timesteps_and_guidance():
+    assert ddim_timesteps(1000, 5) == [999, 749, 500, 250, 0]
+    assert ddim_timesteps(10, 50) == list(range(9, -1, -1))
+    calls = []
+
+    class Net(nn.Module):
+        num_classes = 10
+
+        def forward(self, x, t, labels=None, tokens=None):
+            calls.append(labels.tolist())
+            return torch.where(labels[:, None] == 10, torch.zeros_like(x), torch.ones_like(x))
+
+    eps = guided(Net(), torch.tensor([3, 4]), scale=3.0)(torch.zeros(2, 1), torch.tensor([5, 5]))
+    assert calls == [[3, 4, 10, 10]] and torch.equal(eps, torch.full((2, 1), 3.0))  # u + 3 (c - u)
+
+
+# ----------------------------------------------------------------------------- scores
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from deeper.data import load_dataset
+
+    ds = load_dataset("digits", "train")
+    return ds.images[:600].float() / 255, ds.labels[:600]
+
+
+@pytest.fixture(scope="module")
+def features():
+    from deeper.data import load_dataset
+    from deeper.generate.features import train_classifier
+
+    ds = load_dataset("digits", "train")
+    return train_classifier(
+        ds.images[600:], ds.labels[600:], 10, epochs=3, seed=0
+    )  # other images than scored
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    from torchvision.transforms.functional import gaussian_blur
+
+    return gaussian_blur(x, [9, 9], [sigma, sigma])
+
+
+def test_fid_of_a_set_against_itself_is_zero_and_grows_with_blur(digits, features):
+    x, _ = digits
+    same = fid_kid(features, x, x)
+    assert abs(same["fid"]) < 1e-6
+    scores = [fid_kid(features, x, _blur(x, s)) for s in (0.5, 1.0, 2.0)]
+    fids = [s["fid"] for s in scores]
+    assert 0 < fids[0] < fids[1] < fids[2]
+    assert same["kid"] < scores[1]["kid"] < scores[2]["kid"] and scores[2]["kid"] > 0
+    floor = fid_kid(features, x[:300], x[300:])[
+        "fid"
+    ]  # two halves of one set: the floor, above 0 (300 samples)
+    assert 0 < floor < fid_kid(features, x[:300], _blur(x[300:], 2.0))["fid"]
+
+
+def test_class_share_counts_the_classifiers_labels():
+    m, top = ClassShare(4, "min"), ClassShare(4, "max")
+    logits = F.one_hot(torch.tensor([0, 0, 1, 2, 2, 2, 3, 3]), 4).float()
+    for metric in (m, top):
+        metric.update({"logits": logits})
+    assert m.compute() == 1 / 8 and top.compute() == 3 / 8
+    assert m.shares().tolist() == [0.25, 0.125, 0.375, 0.25]
+
+
+def test_the_feature_net_reads_before_the_last_layer(features, digits):
+    f, logits = features(digits[0][:5])
+    assert f.shape == (5, features.num_features) == (5, 84) and logits.shape == (5, 10)
+    assert not features.training and not any(p.requires_grad for p in features.parameters())
+
+
+# ----------------------------------------------------------------------------- the tasks, the command, errors
+
+
+@pytest.fixture(scope="module")
+def gan_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gan") / "run"
+    from deeper.tasks.base import get_task_class
+
+    settings = dict(get_task_class("generate").dry_run)
+    settings["task_args"] = {**settings["task_args"], "figures": True}
+    result = fit(TrainConfig(task="generate", **settings, **QUIET, out=str(out)))
+    return out, result
+
+
+def test_the_gan_run_reports_the_scores_and_draws_its_figures(gan_run):
+    out, result = gan_run
+    for key in ("test_fid", "fid_floor", "test_kid", "test_class_min", "test_class_max"):
+        assert isinstance(result[key], float) and math.isfinite(result[key]), key
+    assert result["fid_floor"] == result["test_fid_floor"] and len(result["test"]["classes"]) == 10
+    assert abs(sum(result["test"]["classes"]) - 1) < 1e-9
+    assert "trained here on digits" in result["feature_network"]
+    for name in ("samples.png", "interpolation.png"):
+        assert Image.open(out / name).size[0] > 28
+    assert json.loads((out / "result.json").read_text())["test_fid"] == result["test_fid"]
+
+
+def test_deeper_generate_draws_a_grid_of_the_asked_size(gan_run, tmp_path, capsys):
+    out, _ = gan_run
+    png = tmp_path / "grid.png"
+    code, stdout, _ = run(capsys, "generate", "--weights", str(out), "-n", "12", "--columns", "4", "--label", "3",
+                          "--seed", "5", "-o", str(png), "--json")  # fmt: skip
+    assert code == 0 and last_json(stdout)["images"] == 12 and last_json(stdout)["label"] == 3
+    w, h = Image.open(png).size
+    assert (w, h) == (4 * 30 + 2, 3 * 30 + 2)  # 28-pixel images, 2-pixel padding
+    again = tmp_path / "again.png"
+    run(capsys, "generate", "--weights", str(out), "-n", "12", "--columns", "4", "--label", "3", "--seed", "5",
+        "-o", str(again))  # fmt: skip
+    assert png.read_bytes() == again.read_bytes()  # the seed decides
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["-o", "grid.jpg"], "must be a .png file"),
+        (["--label", "12", "-o", "g.png"], "--label must be in [0, 9]"),
+        (["--prompt", "a 3 left of a 7", "-o", "g.png"], "not a text-to-image model"),
+        (["--trajectory", "-o", "g.png"], "use --interpolate for a GAN"),
+        (["--steps", "10", "-o", "g.png"], "--steps and --guidance are for diffusion models"),
+        (["-n", "0", "-o", "g.png"], "argument -n/--samples: must be an integer in [1, 10000]"),
+    ],
+)
+def test_deeper_generate_errors_are_one_line(gan_run, argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "generate", "--weights", str(gan_run[0]), *argv)
+    assert code in (1, 2) and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_generate_refuses_weights_that_are_not_a_generator(tmp_path, capsys):
+    from deeper.models import save_weights
+
+    path = tmp_path / "c.safetensors"
+    save_weights(create_model("lenet5"), path, {"model": "lenet5", "task": "classify"})
+    code, _, err = run(capsys, "generate", "--weights", str(path), "-o", str(tmp_path / "g.png"))
+    assert code == 1 and "holds no generator (weights of task 'classify')" in err
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            {"task": "diffusion", "model": "dcgan"},
+            "model 'dcgan' trains with --task generate, not --task diffusion",
+        ),
+        ({"task": "generate", "model": "ddpm-unet"}, "trains with --task diffusion, not --task generate"),
+        (
+            {"task": "generate", "model": "lenet5"},
+            "lenet5' is a classify model; task 'generate' takes generate",
+        ),
+        ({"task": "generate", "model": "dcgan", "data": "scenes-det"}, "task 'generate' trains on images"),
+        ({"task": "generate", "model": "dcgan", "mixup": 0.2}, "does not take --mixup"),
+        ({"task": "generate", "model": "dcgan", "batch_size": 100}, "larger than the"),
+    ],
+)
+def test_bad_training_settings_are_config_errors(options, message, tmp_path):
+    settings = {"data": "digits", "subset": 64, "val_size": 0.2, "epochs": 1,
+                "model_kwargs": {"width": 8}, "task_args": {"test_samples": 8, "val_samples": 8}}  # fmt: skip
+    settings.update(options)
+    if settings["model"] == "lenet5" or settings["model"] == "ddpm-unet":
+        settings.pop("model_kwargs")
+    with pytest.raises(ConfigError, match=message):
+        fit(TrainConfig(**settings, **QUIET, out=str(tmp_path / "r")))
+
+
+def test_a_classifier_of_another_dataset_is_refused(tmp_path):
+    from deeper.models import save_weights
+
+    path = tmp_path / "fashion.safetensors"
+    save_weights(create_model("lenet5"), path, {"model": "lenet5", "num_classes": 10, "in_chans": 1,
+                                               "dataset": "fashion-mnist", "task": "classify"})  # fmt: skip
+    with pytest.raises(ConfigError, match="trained on fashion-mnist, not digits"):
+        fit(TrainConfig(task="generate", model="dcgan", data="digits", subset=64, epochs=1, **QUIET,
+                        task_args={"classifier": str(path)}, out=str(tmp_path / "r")))  # fmt: skip
+
+
+@pytest.mark.slow
+def test_wgan_gp_resumes_in_a_new_process_bit_for_bit(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.test_tasks import _parts, _rows
+
+    options = dict(task="generate", model="wgan-gp", data="digits", subset=48, batch_size=8, val_size=0.2,
+                   epochs=2, eval_batch_size=32, model_kwargs={"width": 8, "d_width": 8, "latent": 8}, lr=1e-4,
+                   task_args={"n_critic": 2, "val_samples": 8, "test_samples": 16, "figures": False}, **QUIET)  # fmt: skip
+    straight = fit(TrainConfig(**options, out=str(tmp_path / "straight")))
+    fit(TrainConfig(**options, max_steps=straight["steps"] // 2 + 1, out=str(tmp_path / "split")))
+    cmd = [
+        sys.executable,
+        "-m",
+        "deeper",
+        "train",
+        "--resume",
+        str(tmp_path / "split"),
+        "--max-steps",
+        "1000",
+        "--json",
+    ]
+    p = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    a, b = _parts(tmp_path / "straight"), _parts(tmp_path / "split")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _rows(tmp_path / "straight") == _rows(tmp_path / "split")
+    assert json.loads(p.stdout.strip().splitlines()[-1])["test_fid"] == straight["test_fid"]
