@@ -1,0 +1,108 @@
+"""Restoration ("image reconstruction"): denoising and inpainting with a residual U-Net, on the CPU.
+
+Each configuration (:data:`CONFIGS`, fixed before running) is one ``deeper train --task restore`` run:
+on random patches of the 16 training photographs, scored on the 5 held-out photographs whole (RGB),
+or on MNIST / Fashion-MNIST's training images, scored on 200 of their test images (denoising only:
+a hole on a digit's black background changes nothing, and an unchanged image has no PSNR).  The damage of
+the held-out images is the same for the network and the simple repairs: the damaged image itself,
+an oracle-tuned Gaussian blur (noise) or the mean of the known pixels (holes); ``baseline`` is,
+image by image, the best of them.  A run stops after 15 minutes of training.
+
+    flock /tmp/deeper-cpu.lock python benchmarks/restore.py --data-dir ../shared/datasets --figures docs/images
+    python benchmarks/restore.py --quick --out /tmp/r      # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, machine, print_table, write_result  # noqa: E402
+from superres import BUDGET_S, TimeLimit  # noqa: E402
+
+COMMON: dict = {"optimizer": "adam", "schedule": "cosine", "label_smoothing": 0.0, "lr": 0.001}
+PHOTO_NET = {"width": 16, "depth": 3}
+DIGIT_NET = {"width": 16, "depth": 2}
+#: configuration -> (dataset, model options, task options, training options), fixed before running
+CONFIGS: dict[str, tuple] = {
+    "denoise-photos": ("photos", PHOTO_NET, {"damage": "noise", "sigma": 25.0, "patch": 64, "patches": 2048},
+                       {"epochs": 4, "batch_size": 16}),
+    "inpaint-photos": ("photos", PHOTO_NET, {"damage": "inpaint", "hole": 16, "cover": 0.15, "patch": 64,
+                       "patches": 2048}, {"epochs": 4, "batch_size": 16}),
+    "denoise-mnist": ("mnist", DIGIT_NET, {"damage": "noise", "sigma": 50.0, "patches": 8192},
+                      {"epochs": 2, "batch_size": 64}),
+    "denoise-fashion": ("fashion-mnist", DIGIT_NET, {"damage": "noise", "sigma": 50.0, "patches": 8192},
+                        {"epochs": 2, "batch_size": 64}),
+}  # fmt: skip
+TARGET_DB = 3.0  # restored PSNR above the best simple repair, held-out photographs
+
+
+def train(name: str, out: Path, quick: bool, data_dir: str | None) -> dict:
+    from deeper.train import TrainConfig, fit
+
+    run_dir = out / name
+    if (run_dir / "result.json").is_file():
+        return json.loads((run_dir / "result.json").read_text())
+    data, model_kwargs, task_args, opts = CONFIGS[name]
+    task_args = {**task_args, "figures": True}
+    opts = {**COMMON, **opts}
+    if quick:
+        opts["epochs"] = 1
+        task_args = {**task_args, "patches": 2 * opts["batch_size"], "eval_crop": 64, "eval_images": 16}
+    cfg = TrainConfig(task="restore", model="restore-unet", data=data, model_kwargs=model_kwargs, task_args=task_args,
+                      data_dir=data_dir, out=str(run_dir), tensorboard=False, progress=False, **opts)  # fmt: skip
+    return fit(cfg, callbacks=[TimeLimit(BUDGET_S)])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="runs/bench-restore", help="folder of the runs")
+    p.add_argument("--data-dir", help="offline folder holding mnist/ and fashion-mnist/")
+    p.add_argument("--only", action="append", help="configurations to train (default: all)")
+    p.add_argument("--quick", action="store_true", help="one tiny epoch each (a smoke run; not a result)")
+    p.add_argument(
+        "--figures", metavar="DIR", help="copy the runs' restore.png figures here (i2i_restore_*.png)"
+    )
+    p.add_argument("--output", help="JSON result (default: benchmarks/results/restore.json)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the 2 cores are shared)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    rows, results = [], {}
+    for name in args.only or list(CONFIGS):
+        r = train(name, out, args.quick, args.data_dir)
+        results[name] = r
+        t = r["test"]
+        other = "blur" if "blur_psnr" in t else "meanfill"
+        rows.append({
+            "config": name, "data": r["data"], "params": f"{r['params']:,}", "train s": f"{r['train_seconds']:.0f}",
+            "steps": r["steps"], "damaged PSNR": f"{t['damaged_psnr']:.2f}",
+            f"{'blur / mean fill'} PSNR": f"{t[other + '_psnr']:.2f}", "best simple PSNR": f"{t['baseline_psnr']:.2f}",
+            "restored PSNR": f"{t['psnr']:.2f}", "restored SSIM": f"{t['ssim']:.4f}",
+            "simple SSIM": f"{t['baseline_ssim']:.4f}", "gain dB": f"{t['psnr'] - t['baseline_psnr']:+.2f}",
+        })  # fmt: skip
+        if args.figures and (Path(r["run_dir"]) / "restore.png").is_file():
+            Path(args.figures).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(
+                Path(r["run_dir"]) / "restore.png", Path(args.figures) / f"i2i_restore_{name}.png"
+            )
+    print_table(rows)
+    if not args.quick:
+        path = write_result(args.output or RESULTS / "restore.json", {
+            "benchmark": "restore", "machine": machine(), "torch": torch.__version__, "budget_s": BUDGET_S,
+            "target_db": TARGET_DB, "configs": {k: list(v) for k, v in CONFIGS.items()}, "rows": rows,
+            "results": {k: {"test": v["test"], "train_seconds": v["train_seconds"], "steps": v["steps"],
+                            "stopped": v["stopped"], "params": v["params"]} for k, v in results.items()},
+        })  # fmt: skip
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Super-resolution on the photographs: bicubic, SRCNN, ESPCN, SRResNet and SRGAN trained on the CPU.
+
+Every configuration (:data:`CONFIGS`, fixed before running) is one ``deeper train --task superres``
+(or ``srgan``) run on random patches of the 16 training photographs (``--data photos``), scored on
+the 5 held-out photographs (astronaut, camera, chelsea, coffee, flower) as the papers score: the
+luminance Y, the low-resolution image made by bicubic shrinking to 8 bits, the bicubic baseline by
+the same resize, ``scale`` pixels trimmed, PSNR and SSIM (torchmetrics).  A run stops after 15
+minutes of training whatever its epochs (the issue's budget).  The table gives the training time
+(the engine's ``train_seconds``), test PSNR and SSIM, the gain over bicubic, and the inference
+throughput (held-out photographs per second, their luminance upscaled, batch 1, best of 3).
+
+``features`` trains the feature network of SRGAN's perceptual loss on the photographs' patches
+(``deeper train --data photo-patches --model vgg-features``: which photograph a 32x32 patch comes
+from); ``srgan-x4`` starts from ``srresnet-x4``'s weights.
+
+Runs go to ``--out`` (one folder per configuration; finished runs are not trained again);
+``--figures DIR`` draws docs/images/i2i_sr_x4.png, i2i_srgan.png and i2i_sr_gain.png from the runs
+and the JSON.
+
+    flock /tmp/deeper-cpu.lock python benchmarks/superres.py --figures docs/images
+    python benchmarks/superres.py --quick --out /tmp/sr     # smoke run, seconds per configuration
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, machine, print_table, write_result  # noqa: E402
+
+from deeper.train.callbacks import Callback  # noqa: E402
+
+BUDGET_S = 15 * 60
+COMMON: dict = {"data": "photos", "optimizer": "adam", "schedule": "cosine", "label_smoothing": 0.0}
+#: configuration -> (task, model, model options, task options, training options), fixed before running
+CONFIGS: dict[str, tuple] = {
+    "features": ("classify", "vgg-features", {"width": 16}, {},
+                 {"data": "photo-patches", "subset": 8000, "epochs": 2, "batch_size": 64, "lr": 0.002,
+                  "schedule": "onecycle"}),
+    "srcnn-x2": ("superres", "srcnn", {}, {"scale": 2, "patch": 32, "patches": 4096},
+                 {"epochs": 3, "batch_size": 32, "lr": 0.001}),
+    "srcnn-x2-residual": ("superres", "srcnn", {"residual": True}, {"scale": 2, "patch": 32, "patches": 4096},
+                          {"epochs": 10, "batch_size": 32, "lr": 0.001}),
+    "espcn-x3": ("superres", "espcn", {}, {"scale": 3, "patch": 48, "patches": 4096},
+                 {"epochs": 20, "batch_size": 32, "lr": 0.001}),
+    "srcnn-x4-residual": ("superres", "srcnn", {"residual": True}, {"scale": 4, "patch": 48, "patches": 4096},
+                          {"epochs": 4, "batch_size": 32, "lr": 0.001}),
+    "espcn-x4": ("superres", "espcn", {}, {"scale": 4, "patch": 48, "patches": 4096},
+                 {"epochs": 16, "batch_size": 32, "lr": 0.001}),
+    "srresnet-x4": ("superres", "srresnet", {"blocks": 8, "width": 32}, {"scale": 4, "patch": 64, "patches": 2048},
+                    {"epochs": 5, "batch_size": 16, "lr": 0.0005}),
+    "srgan-x4": ("srgan", "srresnet", {}, {"scale": 4, "patch": 64, "patches": 1024, "init": "@srresnet-x4",
+                 "features": "@features", "layer": "relu3_1", "perceptual": 1.0, "pixel": 1.0,
+                 "adversarial": 0.003, "d_width": 16},
+                 {"epochs": 3, "batch_size": 16, "lr": 0.0001, "schedule": "constant"}),
+}  # fmt: skip
+#: the issue's targets: gain over bicubic in dB
+TARGETS = {"srcnn-x2": 2.0, "srcnn-x2-residual": 2.0, "espcn-x3": 1.5}
+QUICK = {"epochs": 1, "subset": None}
+
+
+class TimeLimit(Callback):
+    """Stop a run once its training steps have taken ``seconds``."""
+
+    name = "time-limit"
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def on_step_end(self, run, state):
+        return f"time limit {self.seconds:g} s" if state.train_seconds >= self.seconds else None
+
+
+def settings(name: str, out: Path, quick: bool) -> dict:
+    task, model, model_kwargs, task_args, train = CONFIGS[name]
+    task_args = {k: (str(out / v[1:] / "model.safetensors") if isinstance(v, str) and v.startswith("@") else v)
+                 for k, v in task_args.items()}  # fmt: skip
+    opts = {
+        **COMMON,
+        **train,
+        "task": task,
+        "model": model,
+        "model_kwargs": model_kwargs,
+        "task_args": task_args,
+    }
+    if task != "classify":
+        opts["task_args"] = {**task_args, "figures": False}
+    if quick:
+        opts["epochs"] = 1
+        if task == "classify":
+            opts["subset"] = 256
+        else:
+            opts["task_args"] = {**opts["task_args"], "patches": 2 * opts["batch_size"], "eval_crop": 64}
+    return opts
+
+
+def train(name: str, out: Path, quick: bool) -> dict:
+    from deeper.train import TrainConfig, fit
+
+    run_dir = out / name
+    if (run_dir / "result.json").is_file():
+        return json.loads((run_dir / "result.json").read_text())
+    cfg = TrainConfig(**settings(name, out, quick), out=str(run_dir), tensorboard=False, progress=False)
+    return fit(cfg, callbacks=[TimeLimit(BUDGET_S)])
+
+
+@torch.inference_mode()
+def inference_rate(run_dir: Path) -> float:
+    """Held-out photographs upscaled per second (their luminance, batch 1, best of 3 passes)."""
+    from deeper.data.photos import load_photos
+    from deeper.image2image.images import downscale, modcrop
+    from deeper.image2image.sources import as_colour
+    from deeper.image2image.superres import super_resolve
+    from deeper.inference import task_of
+    from deeper.models.weights import load_weights
+
+    weights = run_dir / "model.safetensors"
+    task = task_of(load_weights(weights)[1])
+    net, _ = task.load_model(weights)
+    net.eval()
+    s = task.scale
+    lrs = [
+        downscale(modcrop(as_colour(im[None].float() / 255, "y"), s), s) for im in load_photos("test").images
+    ]
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        for lr in lrs:
+            super_resolve(net, lr, None, s, upsampled_input=task.upsampled_input)
+        best = min(best, time.perf_counter() - t)
+    return len(lrs) / best
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="runs/bench-superres", help="folder of the runs")
+    p.add_argument("--only", action="append", help="configurations to train (default: all)")
+    p.add_argument("--quick", action="store_true", help="one tiny epoch each (a smoke run; not a result)")
+    p.add_argument("--figures", metavar="DIR", help="draw the figures of docs/image2image.md here")
+    p.add_argument("--output", help="JSON result (default: benchmarks/results/superres.json)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the 2 cores are shared)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    names = args.only or list(CONFIGS)
+    rows, results = [], {}
+    for name in names:
+        r = train(name, out, args.quick)
+        results[name] = r
+        if r["task"] == "classify":
+            print(
+                f"{name}: vgg-features on photo-patches, test accuracy {r['test_accuracy']:.3f} "
+                f"({len(r.get('test', {}).get('confusion_matrix', [])) or 16} photographs), {r['train_seconds']:.0f} s"
+            )
+            continue
+        rate = inference_rate(Path(r["run_dir"]))
+        results[name]["inference_img_per_s"] = rate
+        gain = r["test_psnr"] - r["test_bicubic_psnr"]
+        target = TARGETS.get(name)
+        rows.append({
+            "config": name, "scale": f"x{CONFIGS[name][3]['scale']}", "params": f"{r['params']:,}",
+            "train s": f"{r['train_seconds']:.0f}", "steps": r["steps"],
+            "PSNR": f"{r['test_psnr']:.2f}", "SSIM": f"{r['test_ssim']:.4f}",
+            "bicubic PSNR": f"{r['test_bicubic_psnr']:.2f}", "bicubic SSIM": f"{r['test_bicubic_ssim']:.4f}",
+            "gain dB": f"{gain:+.2f}", "target": f">= +{target:.1f}" if target else "",
+            "img/s": f"{rate:.1f}",
+        })  # fmt: skip
+    print_table(rows)
+    if not args.quick:
+        path = write_result(args.output or RESULTS / "superres.json", {
+            "benchmark": "superres", "machine": machine(), "torch": torch.__version__,
+            "budget_s": BUDGET_S, "configs": {k: list(v) for k, v in CONFIGS.items()}, "rows": rows,
+            "results": {k: {x: v.get(x) for x in ("test_psnr", "test_ssim", "test_bicubic_psnr", "test_bicubic_ssim",
+                           "test_accuracy", "train_seconds", "steps", "epochs", "stopped", "params",
+                           "inference_img_per_s", "run_dir")} for k, v in results.items()},
+        })  # fmt: skip
+        print(f"wrote {path}")
+    if args.figures:
+        figures(out, Path(args.figures), results)
+    return 0
+
+
+def figures(out: Path, folder: Path, results: dict) -> None:
+    """The x4 comparison, SRGAN beside SRResNet, and the gains over bicubic."""
+    from deeper.analysis.plots import plt, save_figure
+    from deeper.data.photos import load_photos
+    from deeper.image2image.figures import image_grid
+    from deeper.image2image.images import downscale, modcrop
+    from deeper.image2image.superres import bicubic_colour, upscale_colour
+    from deeper.inference import task_of
+    from deeper.models.weights import load_weights
+
+    folder.mkdir(parents=True, exist_ok=True)
+    photos = load_photos("test")
+    windows = {"astronaut": (60, 190, 112), "chelsea": (60, 150, 112), "coffee": (150, 250, 112)}
+
+    def load(name):
+        w = out / name / "model.safetensors"
+        task = task_of(load_weights(w)[1])
+        net, _ = task.load_model(w)
+        return net.eval(), task
+
+    def row_of(names, labels):
+        rows = []
+        for photo, (top, left, size) in windows.items():
+            im = photos.images[photos.names.index(photo)]
+            hr = modcrop(im[None].float() / 255, 4)
+            lr = downscale(hr, 4)
+            cells = [(f"{photo}: bicubic", bicubic_colour(lr, 4))]
+            for n, label in zip(names, labels):
+                net, task = load(n)
+                cells.append((label, upscale_colour(net, lr, 4, upsampled_input=task.upsampled_input)))
+            cells.append(("original", hr))
+            rows.append([(c, x[..., top : top + size, left : left + size]) for c, x in cells])
+        return rows
+
+    x4 = [n for n in ("srcnn-x4-residual", "espcn-x4", "srresnet-x4") if n in results]
+    if x4:
+        labels = [f"{n.split('-')[0]} {results[n]['test_psnr']:.2f} dB" for n in x4]
+        image_grid(
+            row_of(x4, labels), folder / "i2i_sr_x4.png", title="x4 on held-out photographs (test PSNR on Y)"
+        )
+    if "srgan-x4" in results and "srresnet-x4" in results:
+        labels = [
+            f"SRResNet {results['srresnet-x4']['test_psnr']:.2f} dB",
+            f"SRGAN {results['srgan-x4']['test_psnr']:.2f} dB",
+        ]
+        image_grid(row_of(["srresnet-x4", "srgan-x4"], labels), folder / "i2i_srgan.png",
+                   title="SRResNet (MSE) and SRGAN (perceptual + adversarial), x4")  # fmt: skip
+    sr = [n for n in results if results[n].get("task") != "classify" and "test_psnr" in results[n]]
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    gains = [results[n]["test_psnr"] - results[n]["test_bicubic_psnr"] for n in sr]
+    ax.bar(range(len(sr)), gains, color=["#4c72b0" if g >= 0 else "#c44e52" for g in gains])
+    ax.set_xticks(range(len(sr)), sr, rotation=20, fontsize=7)
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_ylabel("PSNR gain over bicubic, dB")
+    ax.set_title(f"held-out photographs, Y channel ({machine().split(',')[0]})", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, folder / "i2i_sr_gain.png")
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
