@@ -44,9 +44,7 @@ SKLEARN = ("china", "flower")
 def read_photo(name: str) -> np.ndarray:
     """One bundled photograph as a uint8 array, (H, W) grey or (H, W, 3) colour."""
     if name in SKLEARN:
-        from sklearn.datasets import load_sample_image
-
-        return np.asarray(load_sample_image(f"{name}.jpg"), dtype=np.uint8)
+        return _sklearn_image(name)
     import skimage.data
 
     if name.startswith("motorcycle_"):
@@ -59,6 +57,24 @@ def read_photo(name: str) -> np.ndarray:
     if img.dtype != np.uint8:
         raise DataError(f"photograph {name!r} is {img.dtype}, expected uint8")
     return img
+
+
+def _sklearn_image(name: str) -> np.ndarray:
+    """One of scikit-learn's two sample images, read from its package folder (as ``load_sample_image`` reads
+    it, without importing scikit-learn, which takes seconds)."""
+    import importlib.util
+    from pathlib import Path
+
+    from PIL import Image
+
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.origin).parent / "datasets" / "images" / f"{name}.jpg" if spec and spec.origin else None
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_sample_image
+
+        return np.asarray(load_sample_image(f"{name}.jpg"), dtype=np.uint8)
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
 def _skimage_version() -> str:
