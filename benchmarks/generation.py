@@ -1,0 +1,212 @@
+"""Image generation on MNIST and Fashion-MNIST: DCGAN and DDPM trained on the CPU, scored honestly.
+
+FID and KID are taken in the feature space of a **LeNet-5 trained here** on the same dataset (the
+input of its last layer, 84 numbers; ``deeper train --model lenet5``, 2 epochs): no Inception
+weights exist here, and published Inception-FIDs on MNIST (about 7-10 for the best GANs of a
+large study) do not transfer to this scale.  Every generated set is compared with as many real
+test images; the **floor** is the same FID between as many real training and real test images,
+and deliberately bad references (the test images blurred, and training images of one class
+only) show what the scale means.  Class coverage: the classifier's labels over the samples.
+
+Each configuration (:data:`CONFIGS`, fixed before running) is one ``deeper train --task generate``
+or ``--task diffusion`` run (``runs`` under ``--out``; a finished run is not trained again, so
+rows can be trained one at a time with ``--only``).  The issue's targets: DCGAN FID at most 5x
+the floor with every class between 8% and 12% of the samples, DDPM (DDIM sampling) at most 10x
+the floor, each trained in at most 15 minutes on this CPU.
+
+    python benchmarks/generation.py --data-dir ../shared/datasets                 # every row
+    python benchmarks/generation.py --data-dir ../shared/datasets --only mnist-dcgan
+    python benchmarks/generation.py --quick --out /tmp/g                          # a smoke run on digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, machine, print_table, write_result  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = ("mnist", "fashion-mnist")
+#: the feature classifier of each dataset
+CLASSIFIER = {"model": "lenet5", "epochs": 2, "recipe": "fast"}
+#: configuration -> training options (a dataset's rows are "<data>-<name>"), fixed before any was run
+CONFIGS: dict[str, dict] = {
+    "dcgan": dict(
+        task="generate", model="dcgan", model_kwargs={"width": 32, "d_width": 32, "latent": 64}, epochs=1,
+        batch_size=64, lr=2e-4, schedule="constant", optimizer="adam",
+        task_args={"conditional": False, "test_samples": 10000, "val_samples": 1000},
+    ),
+    "dcgan-conditional": dict(
+        task="generate", model="dcgan", model_kwargs={"width": 32, "d_width": 32, "latent": 64}, epochs=1,
+        batch_size=64, lr=2e-4, schedule="constant", optimizer="adam",
+        task_args={"conditional": True, "test_samples": 10000, "val_samples": 1000},
+    ),
+    "wgan-gp": dict(
+        task="generate", model="wgan-gp", model_kwargs={"width": 32, "d_width": 32, "latent": 64}, epochs=1,
+        batch_size=64, lr=1e-4, schedule="constant", optimizer="adam",
+        task_args={"conditional": False, "n_critic": 5, "gp": 10.0, "test_samples": 10000, "val_samples": 1000},
+    ),
+    "ddpm": dict(
+        task="diffusion", model="ddpm-unet", model_kwargs={"width": 16, "mults": [1, 2, 2], "dropout": 0.0},
+        subset=20000, epochs=1, batch_size=64, lr=2e-3, schedule="onecycle", optimizer="adam", ema=0.995,
+        task_args={"conditional": True, "guidance": 2.0, "ddim_steps": 10, "test_samples": 1000,
+                   "val_samples": 100},
+    ),
+}  # fmt: skip
+#: the rows run by default
+DEFAULT = ("dcgan", "ddpm")
+#: the issue's targets, as multiples of the floor
+TARGET = {"generate": 5.0, "diffusion": 10.0}
+COVERAGE = (0.08, 0.12)
+
+
+def classifier(data: str, out: Path, args) -> tuple[str, float]:
+    """A LeNet-5 of ``data`` (trained once): the feature network of every score of the dataset."""
+    from deeper.train import TrainConfig, fit
+
+    run = out / f"{data}-classifier"
+    if not (run / "result.json").exists():
+        shutil.rmtree(run, ignore_errors=True)
+        opts = dict(CLASSIFIER)
+        if args.quick:
+            opts.update(subset=400, epochs=2)
+        fit(
+            TrainConfig(
+                **opts, data=data, data_dir=args.data_dir, out=str(run), tensorboard=False, progress=False
+            )
+        )
+    result = json.loads((run / "result.json").read_text())
+    return str(run), result["test_accuracy"]
+
+
+@torch.no_grad()
+def references(data: str, clf: str, n: int, args) -> list[dict]:
+    """The floor and the deliberately bad references, in the classifier's feature space."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    from deeper.data import get_dataset_spec, load_dataset
+    from deeper.generate.features import load_classifier
+    from deeper.generate.scores import fid_kid
+
+    spec = get_dataset_spec(data)
+    feats = load_classifier(clf, data, spec.image_shape)
+    train = load_dataset(data, "train", data_dir=args.data_dir)
+    test = load_dataset(data, "test", data_dir=args.data_dir)
+    n = min(n, len(test), len(train))
+    real = test.images[:n].float() / 255
+    rows = []
+
+    def row(name: str, images: torch.Tensor) -> None:
+        s = fid_kid(feats, real, images)
+        rows.append({"dataset": data, "set": name, "samples": len(images), "fid": s["fid"], "kid": s["kid"]})
+
+    row("real training images (the floor)", train.images[:n].float() / 255)
+    row("real test images blurred (Gaussian, sigma 1)", gaussian_blur(real, [7, 7], [1.0, 1.0]))
+    ones = train.images[train.labels == 1][:n].float() / 255
+    row(f"real training images of one class ({spec.classes[1]})", ones)
+    row("uniform noise", torch.rand_like(real))
+    return rows
+
+
+def train_row(data: str, name: str, clf: str, out: Path, args) -> dict:
+    from deeper.train import TrainConfig, fit
+
+    run = out / f"{data}-{name}"
+    opts = json.loads(json.dumps(CONFIGS[name]))
+    opts["task_args"]["classifier"] = clf
+    if args.quick:
+        opts.update(subset=200, epochs=1)
+        opts["task_args"].update(test_samples=100, val_samples=50)
+        if opts["task"] == "diffusion":
+            opts["task_args"]["ddim_steps"] = 5
+    if not (run / "result.json").exists():
+        shutil.rmtree(run, ignore_errors=True)
+        fit(
+            TrainConfig(
+                **opts, data=data, data_dir=args.data_dir, out=str(run), tensorboard=False, progress=False
+            )
+        )
+    r = json.loads((run / "result.json").read_text())
+    shares = r["test"].get("classes", [])
+    ratio = r["test_fid"] / r["fid_floor"] if r.get("fid_floor") else None
+    covered = bool(shares) and all(COVERAGE[0] <= s <= COVERAGE[1] for s in shares)
+    target = TARGET[opts["task"]]
+    return {
+        "dataset": data, "model": name, "samples": opts["task_args"]["test_samples"],
+        "train_seconds": r["train_seconds"], "steps": r["steps"], "test_fid": r["test_fid"], "fid_floor": r["fid_floor"],
+        "fid_over_floor": ratio, "test_kid": r["test_kid"], "class_min": r["test_class_min"],
+        "class_max": r["test_class_max"], "classes": shares, "target_over_floor": target,
+        "fid_target_met": ratio is not None and ratio <= target,
+        "coverage_target_met": covered if opts["task"] == "generate" and not opts["task_args"]["conditional"] else None,
+        "within_15_minutes": r["train_seconds"] <= 900, "options": {k: v for k, v in opts.items() if k != "task_args"}
+        | {"task_args": {k: v for k, v in opts["task_args"].items() if k != "classifier"}},
+        "run": str(run), "figures": r.get("figures", []),
+    }  # fmt: skip
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", help="offline data folder (default: $DEEPER_DATA)")
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    p.add_argument("--rows", nargs="+", default=list(DEFAULT), choices=sorted(CONFIGS))
+    p.add_argument("--only", help="train this one row (DATA-NAME) and stop")
+    p.add_argument("--out", default="runs/generation", help="folder of the runs")
+    p.add_argument("--images", help="copy each run's samples.png (and trajectory/interpolation) here")
+    p.add_argument("--quick", action="store_true", help="a smoke run: digits, tiny settings, no results file")
+    p.add_argument("--output", help="results JSON (default: benchmarks/results/generation.json)")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    datasets = ["digits"] if args.quick else args.datasets
+    started = time.perf_counter()
+    refs, rows, classifiers = [], [], {}
+    for data in datasets:
+        wanted = [n for n in args.rows if args.only in (None, f"{data}-{n}")]
+        if args.only and not wanted:
+            continue
+        clf, acc = classifier(data, out, args)
+        classifiers[data] = {
+            "run": clf,
+            "model": CLASSIFIER["model"],
+            "epochs": CLASSIFIER["epochs"],
+            "test_accuracy": acc,
+        }
+        refs += references(data, clf, 100 if args.quick else 10000, args)
+        for name in wanted:
+            row = train_row(data, name, clf, out, args)
+            rows.append(row)
+            print(f"{data} {name}: FID {row['test_fid']:.3f} = {row['fid_over_floor']:.1f}x the floor "
+                  f"{row['fid_floor']:.3f}, classes {row['class_min']:.3f}-{row['class_max']:.3f}, "
+                  f"{row['train_seconds']:.0f} s", flush=True)  # fmt: skip
+            if args.images:
+                for fig in row["figures"]:
+                    shutil.copy(fig, Path(args.images) / f"generation_{data}_{name}_{Path(fig).name}")
+    print_table([{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in refs])
+    print_table([
+        {"dataset": r["dataset"], "model": r["model"], "FID": f"{r['test_fid']:.3f}", "floor": f"{r['fid_floor']:.3f}",
+         "x floor": f"{r['fid_over_floor']:.1f}", "KID": f"{r['test_kid']:.4f}",
+         "classes": f"{100 * r['class_min']:.1f}-{100 * r['class_max']:.1f}%", "train s": f"{r['train_seconds']:.0f}"}
+        for r in rows
+    ])  # fmt: skip
+    if args.quick or args.only:
+        return 0
+    result = {
+        "benchmark": "generation", "machine": machine(), "torch": torch.__version__,
+        "feature_network": "LeNet-5 trained here on the same dataset (input of its last layer, 84 features)",
+        "classifiers": classifiers, "references": refs, "rows": rows, "seconds": time.perf_counter() - started,
+    }  # fmt: skip
+    path = write_result(args.output or RESULTS / "generation.json", result)
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
