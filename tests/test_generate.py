@@ -428,3 +428,101 @@ def test_wgan_gp_resumes_in_a_new_process_bit_for_bit(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert _rows(tmp_path / "straight") == _rows(tmp_path / "split")
     assert json.loads(p.stdout.strip().splitlines()[-1])["test_fid"] == straight["test_fid"]
+
+
+# ----------------------------------------------------------------------------- text to image
+
+
+def test_the_caption_vocabulary_encodes_with_padding_and_names_unknown_words():
+    from deeper.generate.text import TextVocab, tokenize
+
+    assert tokenize("Two digits: 3, 7 and 1.") == ["two", "digits", ":", "3", ",", "7", "and", "1"]
+    v = TextVocab.build(["a 3 to the left of a 7", "there is a 7"])
+    ids = v.encode(["a 3 left of a 7", "a 9"], 8)
+    assert ids.shape == (2, 8) and (ids[0, 6:] == 0).all() and ids[1, 1] == 1  # padding; 9 is unknown
+    assert v.unknown("a 9 above a zebra") == ["9", "above", "zebra"]
+    assert TextVocab.from_json(v.to_json()).words == v.words
+    with pytest.raises(ConfigError, match="not a list of words"):
+        TextVocab.from_json('{"a": 1}')
+
+
+class Oracle(nn.Module):
+    """A stand-in digit classifier that answers the given labels in turn (the crops' order)."""
+
+    def __init__(self, labels):
+        super().__init__()
+        self.labels, self.w = list(labels), nn.Parameter(torch.zeros(1))
+
+    def forward(self, crops):
+        out = F.one_hot(torch.tensor(self.labels[: len(crops)]), 10).float()
+        self.labels = self.labels[len(crops) :]
+        return out, out
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    from deeper.data import load_dataset
+    from deeper.data.scenes import load_scenes
+
+    return load_scenes("scenes-cap", "test", n=40, digits=load_dataset("digits", "test"), cache=False)
+
+
+def test_the_reader_finds_the_digits_of_real_scenes_and_checks_their_captions(scenes):
+    from deeper.generate.text import find_blobs, prompt_matches
+
+    x = scenes.images.float() / 255
+    found = [find_blobs(img[0].numpy()) for img in x]
+    assert sum(len(b) == int(c) for b, c in zip(found, scenes.counts)) >= 0.9 * len(x)
+    truth = []  # the true labels in the reader's order (boxes left to right), where the count is right
+    for b, boxes, labels, c in zip(found, scenes.boxes, scenes.labels, scenes.counts):
+        order = boxes[:c, 0].argsort()
+        truth += labels[:c][order].tolist() if len(b) == c else [0] * len(b)
+    own = prompt_matches(x, [caps[0] for caps in scenes.captions], Oracle(truth), scenes.classes)
+    assert sum(own) >= 0.9 * len(x)  # a scene's own caption holds as read back
+    swapped = [scenes.captions[(i + 1) % len(x)][0] for i in range(len(x))]  # another scene's caption
+    assert sum(prompt_matches(x, swapped, Oracle(truth), scenes.classes)) <= 0.3 * len(x)
+    assert prompt_matches(x[:1], ["not a caption"], Oracle(truth), scenes.classes) == [False]
+
+
+def test_the_mnist_crop_is_20_pixels_of_ink_centred_in_28():
+    from deeper.generate.text import mnist_crop
+
+    img = torch.zeros(1, 64, 64)
+    img[0, 10:30, 5:15] = 1  # ink 20 high, 10 wide
+    crop = mnist_crop(img, [5, 10, 15, 30])
+    rows, cols = crop[0].sum(1).nonzero().flatten(), crop[0].sum(0).nonzero().flatten()
+    assert crop.shape == (1, 28, 28) and (rows.min(), rows.max()) == (4, 23) and 8 <= cols.min() <= 10
+
+
+@pytest.fixture(scope="module")
+def t2i_run(tmp_path_factory):
+    from deeper.tasks.base import get_task_class
+
+    out = tmp_path_factory.mktemp("t2i") / "run"
+    settings = dict(get_task_class("text-to-image").dry_run)
+    settings["task_args"] = {**settings["task_args"], "figures": True}
+    return out, fit(TrainConfig(task="text-to-image", **settings, **QUIET, out=str(out)))
+
+
+def test_text_to_image_reports_the_prompt_match_and_the_readers_ceiling(t2i_run):
+    out, result = t2i_run
+    assert 0 <= result["test_prompt_match"] <= 1 and 0 <= result["reader_real"] <= 1
+    assert "trained here on digits" in result["reader"]
+    assert (out / "samples.png").exists() and len((out / "samples.txt").read_text().splitlines()) == 8
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "is a text-to-image model: say what to draw with --prompt"),
+        (["--prompt", "a 3 left of a zebra"], "words the model never saw: zebra"),
+        (["--prompt", "a 3", "--interpolate"], "use --trajectory for a diffusion model"),
+    ],
+)
+def test_generate_with_a_prompt_and_its_errors(t2i_run, argv, message, tmp_path, capsys):
+    code, _, err = run(capsys, "generate", "--weights", str(t2i_run[0]), "-o", str(tmp_path / "g.png"), *argv)
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+    code, stdout, _ = run(capsys, "generate", "--weights", str(t2i_run[0]), "--prompt", "a 3 to the left of a 7",
+                          "-n", "3", "--steps", "2", "-o", str(tmp_path / "ok.png"), "--json")  # fmt: skip
+    assert code == 0 and last_json(stdout)["prompt"] == "a 3 to the left of a 7"
+    assert Image.open(tmp_path / "ok.png").size == (3 * 66 + 2, 66 + 2)

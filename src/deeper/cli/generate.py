@@ -15,7 +15,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         "  deeper generate --weights runs/cdcgan -n 16 --label 3 --seed 7 -o threes.png\n"
         "  deeper generate --weights runs/ddpm --steps 20 --guidance 3 --label 5 -o fives.png\n"
         "  deeper generate --weights runs/ddpm --trajectory -o steps.png\n"
-        "  deeper generate --weights runs/dcgan --interpolate -o walk.png"
+        "  deeper generate --weights runs/dcgan --interpolate -o walk.png\n"
+        '  deeper generate --weights runs/t2i --prompt "a 3 to the left of a 7" -n 8 -o scenes.png'
     )
     p.add_argument(
         "--weights", required=True, metavar="W", help="a generate or diffusion run folder, or its weights"
@@ -58,9 +59,14 @@ def run(args, out) -> dict:
     g = g.to(device)
     kind, k = meta.get("kind"), int(meta.get("num_classes", 10))
     conditional = str(meta.get("conditional", "false")).lower() == "true"
-    if args.prompt is not None:
+    text = str(meta.get("text", "false")).lower() == "true"
+    if args.prompt is not None and not text:
         raise ConfigError(
             f"{path} is not a text-to-image model; --prompt needs one (its images are {meta.get('dataset')})"
+        )
+    if text and args.prompt is None:
+        raise ConfigError(
+            f'{path} is a text-to-image model: say what to draw with --prompt (e.g. "a 3 left of a 7")'
         )
     if args.label is not None and not conditional:
         raise ConfigError(f"{path} is an unconditional model; --label needs a class-conditional one")
@@ -84,15 +90,16 @@ def run(args, out) -> dict:
     elif args.trajectory:
         steps: list = []
         sample(None, g, meta, n, labels=labels, seed=args.seed, device=device, steps=args.steps,
-               guidance=args.guidance, trajectory=steps)  # fmt: skip
+               guidance=args.guidance, trajectory=steps, prompts=[args.prompt] * n if text else None)  # fmt: skip
         keep = steps[:: max(1, len(steps) // 10)][:9] + [steps[-1]]
         images, nrow = torch.stack(keep, 1).flatten(0, 1), len(keep)
     else:
         images = sample(None, g, meta, n, labels=labels, seed=args.seed, device=device, steps=args.steps,
-                        guidance=args.guidance)  # fmt: skip
+                        guidance=args.guidance, prompts=[args.prompt] * n if text else None)  # fmt: skip
         nrow = args.columns
     save_grid(images, args.output, nrow=nrow)
     what = f"{len(images)} images" + (f" of class {args.label}" if args.label is not None else "")
+    what += f" for {args.prompt!r}" if text else ""
     out.line(f"{what} from {meta.get('model')} ({kind}, {meta.get('dataset')}): {args.output}")
     return {"output": args.output, "images": len(images), "model": meta.get("model"), "kind": kind,
-            "dataset": meta.get("dataset"), "seed": args.seed, "label": args.label}  # fmt: skip
+            "dataset": meta.get("dataset"), "seed": args.seed, "label": args.label, "prompt": args.prompt}  # fmt: skip
