@@ -134,10 +134,32 @@ def _pairs(boxes: np.ndarray, axis: int) -> list[tuple[int, int]]:
     return list(zip(*(v.tolist() for v in np.nonzero(before))))
 
 
+def _far(pairs: list[tuple[int, int]], boxes: np.ndarray, axis: int) -> list[tuple[int, int]]:
+    """The ``pairs`` that are not neighbours along ``axis``: some other object's centre lies strictly
+    between theirs."""
+    c = boxes[:, axis] + boxes[:, axis + 2]
+    out = []
+    for a, b in pairs:
+        lo, hi = sorted((c[a], c[b]))
+        if any(lo < c[i] < hi for i in range(len(c)) if i not in (a, b)):
+            out.append((a, b))
+    return out
+
+
 def describe_scene(
-    boxes: np.ndarray, labels: np.ndarray, names: tuple[str, ...], rng: np.random.Generator, noun: str
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    names: tuple[str, ...],
+    rng: np.random.Generator,
+    noun: str,
+    *,
+    far_relations: bool = False,
 ) -> list[str]:
-    """:data:`NUM_CAPTIONS` true captions of one scene (``boxes`` (k, 4) xyxy, ``labels`` (k,))."""
+    """:data:`NUM_CAPTIONS` true captions of one scene (``boxes`` (k, 4) xyxy, ``labels`` (k,)).
+
+    ``far_relations``: the relations relate non-neighbours along their axis (another object's
+    centre lies between the two) whenever the scene has such a pair (the same random draws
+    are made either way)."""
     k = len(labels)
     word = [names[c] for c in labels.tolist()]
     order = left_to_right(boxes).tolist()
@@ -155,6 +177,8 @@ def describe_scene(
     there = ("", "there is ")
     for axis, (fwd, back) in enumerate((("to the left of", "left of"), ("above", "below"))):
         pairs = _pairs(boxes, axis)
+        if far_relations:
+            pairs = _far(pairs, boxes, axis) or pairs
         if not pairs:
             side = SIDES[2 * axis]
             caps.append(f"the {side} {noun} is {_obj(_extreme_name(boxes, word, side))}")

@@ -121,6 +121,7 @@ class ScenePreset:
     max_iou: float = 0.0
     max_cover: float = 1.0
     gap: int = 0
+    far_relations: bool = False  # relation captions between non-neighbours (see describe_scene)
     train: int = 10_000
     val: int = 1_000
     test: int = 2_000
@@ -147,6 +148,8 @@ class ScenePreset:
         d = asdict(self)
         for k in ("train", "val", "test", "description"):
             d.pop(k)
+        if not d["far_relations"]:  # presets from before the option keep their cache keys
+            d.pop("far_relations")
         return d
 
 
@@ -157,6 +160,10 @@ PRESETS: dict[str, ScenePreset] = {
         ScenePreset("scenes-det", 128, 128, 1, 5, 16, 48, **_DET, description="detection, 1-5 digits, may overlap"),
         ScenePreset("scenes-seg", 64, 84, 1, 3, 20, 36, gap=1, description="segmentation, 1-3 digits (M2NIST)"),
         ScenePreset("scenes-cap", 64, 64, 2, 3, 20, 32, gap=2, description="captioning, 2-3 digits apart"),
+        ScenePreset(
+            "scenes-cap-hard", 64, 64, 3, 4, 18, 28, gap=1, far_relations=True,
+            description="captioning, 3-4 digits, relations between non-neighbours",
+        ),
         ScenePreset(
             "scenes-det-300", 300, 300, 1, 20, 15, 100, **_DET, train=5_000, val=500, test=1_000,
             description="detection, 1-20 digits (MNIST-ObjectDetection layout)",
@@ -476,7 +483,15 @@ def _chunk(
     out["source_index"][:] = src
     out["sizes"][:] = size
     return [
-        describe_scene(boxes[i, : count[i]], labels[i, : count[i]], names, cap_rng, noun) for i in range(C)
+        describe_scene(
+            boxes[i, : count[i]],
+            labels[i, : count[i]],
+            names,
+            cap_rng,
+            noun,
+            far_relations=preset.far_relations,
+        )
+        for i in range(C)
     ]
 
 
