@@ -80,7 +80,8 @@ def configure_predict(p: argparse.ArgumentParser) -> None:
         "The task (classification, detection, ...) is read from the weights. Images of any size and format;\n"
         "for classification, digits are prepared as MNIST was.\n\n"
         "examples:\n  deeper predict --weights runs/mnist digit.png --top 3\n"
-        "  deeper predict --weights runs/mnist/model.safetensors a.png b.jpg --json"
+        "  deeper predict --weights runs/mnist/model.safetensors a.png b.jpg --json\n"
+        "  deeper predict --weights runs/caption-nic-scenes-cap-... scene.png --beam 5 --json"
     )
     p.add_argument("--model", help="registered model name (default: the one recorded in the weights file)")
     p.add_argument(
@@ -92,6 +93,7 @@ def configure_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--top", type=int, default=3, help="classification: how many classes to show per image")
+    p.add_argument("--beam", type=int, default=None, help="captioning: beam width (1: greedy) [3]")
     p.add_argument("-o", "--out", metavar="DIR", help="tasks that answer with images write them here")
     add_json(p)
     p.set_defaults(run=run_predict)
@@ -104,7 +106,12 @@ def run_predict(args, out) -> dict:
     if args.top < 1:
         raise ConfigError("--top must be at least 1")
     answers, task = predict_files(
-        args.weights, args.images, model=args.model, device=args.device, out_dir=args.out
+        args.weights,
+        args.images,
+        model=args.model,
+        device=args.device,
+        out_dir=args.out,
+        **({"beam": args.beam} if args.beam is not None else {}),
     )
     for a in answers:
         out.line(task.describe_prediction(a, top=args.top))
