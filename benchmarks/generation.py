@@ -61,6 +61,12 @@ CONFIGS: dict[str, dict] = {
                    "val_samples": 100},
     ),
 }  # fmt: skip
+#: text to image on scenes-cap (``--text``): the reader's classifier is the MNIST LeNet-5 above
+TEXT = dict(
+    task="text-to-image", model="ddpm-unet", data="scenes-cap", model_kwargs={"width": 16, "mults": [1, 2, 2, 2],
+    "dropout": 0.0}, epochs=1, batch_size=32, lr=2e-3, schedule="onecycle", optimizer="adam", ema=0.995,
+    task_args={"guidance": 3.0, "ddim_steps": 10, "test_samples": 200, "val_samples": 32},
+)  # fmt: skip
 #: the rows run by default
 DEFAULT = ("dcgan", "ddpm")
 #: the issue's targets, as multiples of the floor
@@ -152,6 +158,28 @@ def train_row(data: str, name: str, clf: str, out: Path, args) -> dict:
     }  # fmt: skip
 
 
+def text_row(clf: str, out: Path, args) -> dict:
+    """Text to image: the share of generated scenes whose prompt holds as read back, beside the reader's ceiling."""
+    from deeper.train import TrainConfig, fit
+
+    run = out / "scenes-cap-text-to-image"
+    opts = json.loads(json.dumps(TEXT))
+    opts["task_args"]["classifier"] = clf
+    if args.quick:
+        opts.update(subset=64)
+        opts["task_args"].update(test_samples=16, val_samples=8, ddim_steps=3, source="digits")
+    if not (run / "result.json").exists():
+        shutil.rmtree(run, ignore_errors=True)
+        fit(TrainConfig(**opts, data_dir=args.data_dir, out=str(run), tensorboard=False, progress=False))
+    r = json.loads((run / "result.json").read_text())
+    return {
+        "model": "text-to-image", "samples": opts["task_args"]["test_samples"], "train_seconds": r["train_seconds"],
+        "steps": r["steps"], "prompt_match": r["test_prompt_match"], "reader_real": r["reader_real"],
+        "target": 0.8, "target_met": r["test_prompt_match"] >= 0.8, "reader": r["reader"], "run": str(run),
+        "figures": r.get("figures", []),
+    }  # fmt: skip
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", help="offline data folder (default: $DEEPER_DATA)")
@@ -160,6 +188,9 @@ def main(argv=None) -> int:
     p.add_argument("--only", help="train this one row (DATA-NAME) and stop")
     p.add_argument("--out", default="runs/generation", help="folder of the runs")
     p.add_argument("--images", help="copy each run's samples.png (and trajectory/interpolation) here")
+    p.add_argument(
+        "--text", action="store_true", help="also train text to image on scenes-cap (reader: MNIST's LeNet-5)"
+    )
     p.add_argument("--quick", action="store_true", help="a smoke run: digits, tiny settings, no results file")
     p.add_argument("--output", help="results JSON (default: benchmarks/results/generation.json)")
     args = p.parse_args(argv)
@@ -189,6 +220,12 @@ def main(argv=None) -> int:
             if args.images:
                 for fig in row["figures"]:
                     shutil.copy(fig, Path(args.images) / f"generation_{data}_{name}_{Path(fig).name}")
+    text = None
+    if args.text:
+        clf = classifiers.get("digits" if args.quick else "mnist", {}).get("run")
+        text = text_row(clf, out, args)
+        print(f"text to image: {100 * text['prompt_match']:.1f}% of prompts match as read back "
+              f"(the reader on real scenes: {100 * text['reader_real']:.1f}%)", flush=True)  # fmt: skip
     print_table([{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in refs])
     print_table([
         {"dataset": r["dataset"], "model": r["model"], "FID": f"{r['test_fid']:.3f}", "floor": f"{r['fid_floor']:.3f}",
@@ -201,7 +238,8 @@ def main(argv=None) -> int:
     result = {
         "benchmark": "generation", "machine": machine(), "torch": torch.__version__,
         "feature_network": "LeNet-5 trained here on the same dataset (input of its last layer, 84 features)",
-        "classifiers": classifiers, "references": refs, "rows": rows, "seconds": time.perf_counter() - started,
+        "classifiers": classifiers, "references": refs, "rows": rows, "text_to_image": text,
+        "seconds": time.perf_counter() - started,
     }  # fmt: skip
     path = write_result(args.output or RESULTS / "generation.json", result)
     print(f"results: {path}")

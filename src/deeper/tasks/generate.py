@@ -628,7 +628,7 @@ class TextToImageTask(DiffusionTask):
         self.num_classes = len(self.classes)
         source = "digits" if a["source"] else getattr(train, "source", "mnist")
         if a["classifier"]:
-            src = load_dataset(source, "test")
+            src = load_dataset(source, "test", data_dir=cfg.run.data_dir)
             self.features = load_classifier(a["classifier"], source, src.image_shape)
         else:
             src = load_dataset(source, "train", data_dir=cfg.run.data_dir)
