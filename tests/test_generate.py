@@ -305,6 +305,7 @@ def gan_run(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_the_gan_run_reports_the_scores_and_draws_its_figures(gan_run):
     out, result = gan_run
     for key in ("test_fid", "fid_floor", "test_kid", "test_class_min", "test_class_max"):
@@ -317,6 +318,7 @@ def test_the_gan_run_reports_the_scores_and_draws_its_figures(gan_run):
     assert json.loads((out / "result.json").read_text())["test_fid"] == result["test_fid"]
 
 
+@pytest.mark.slow
 def test_deeper_generate_draws_a_grid_of_the_asked_size(gan_run, tmp_path, capsys):
     out, _ = gan_run
     png = tmp_path / "grid.png"
@@ -331,6 +333,7 @@ def test_deeper_generate_draws_a_grid_of_the_asked_size(gan_run, tmp_path, capsy
     assert png.read_bytes() == again.read_bytes()  # the seed decides
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -504,6 +507,7 @@ def t2i_run(tmp_path_factory):
     return out, fit(TrainConfig(task="text-to-image", **settings, **QUIET, out=str(out)))
 
 
+@pytest.mark.slow
 def test_text_to_image_reports_the_prompt_match_and_the_readers_ceiling(t2i_run):
     out, result = t2i_run
     assert 0 <= result["test_prompt_match"] <= 1 and 0 <= result["reader_real"] <= 1
@@ -511,6 +515,7 @@ def test_text_to_image_reports_the_prompt_match_and_the_readers_ceiling(t2i_run)
     assert (out / "samples.png").exists() and len((out / "samples.txt").read_text().splitlines()) == 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv, message",
     [
