@@ -2,8 +2,9 @@
 their test captions scored with greedy decoding and beam search.
 
 Each configuration (:data:`CONFIGS`, fixed before running) is one ``deeper train --task caption`` run
-on the 10,000 training scenes of its dataset (six captions each), validated on the 1,000 validation
-scenes (their own digits) and tested on the 2,000 test scenes (digits of MNIST's t10k split):
+on the 10,000 training scenes of its dataset (six captions each), validated on the validation scenes
+(their own digits) and tested on the test scenes (digits of MNIST's t10k split); ``--eval-scenes 500``
+(the recorded results) keeps the first 500 of each, to fit the benchmark into 25 minutes of a 2-core CPU:
 
 - ``nic`` on ``scenes-cap`` (2-3 digits): the issue's target, BLEU-4 >= 0.90 and >= 95% of the
   captions true of their scene;
@@ -51,8 +52,17 @@ SMALL = {"width": 0.5, "embed": 128, "hidden": 128}
 #: configuration -> (model, dataset, model options, training options, task options), fixed before running
 CONFIGS: dict[str, tuple[str, str, dict, dict, dict]] = {
     "nic": ("nic", "scenes-cap", SMALL, {"epochs": 14}, {}),
-    "nic-hard": ("nic", "scenes-cap-hard", SMALL, {"epochs": 14}, {}),
-    "sat-hard": ("show-attend-tell", "scenes-cap-hard", {**SMALL, "attention": 64}, {"epochs": 8}, {}),
+    # the hard pair on the same budget: 9 NIC epochs take about as long as 5 show-attend-tell epochs
+    "nic-hard": ("nic", "scenes-cap-hard", SMALL, {"epochs": 9}, {}),
+    # alpha_c 0: with 64 regions and about ten words, the doubly stochastic penalty pushes the attention
+    # to spread over the whole scene (in a short run it slowed learning: tests/test_caption_task.py)
+    "sat-hard": (
+        "show-attend-tell",
+        "scenes-cap-hard",
+        {**SMALL, "attention": 64},
+        {"epochs": 5},
+        {"alpha_c": 0.0},
+    ),
 }
 #: the targets of the issue (scenes-cap, NIC): test BLEU-4 and meaning accuracy
 TARGETS = {"nic": {"bleu4": 0.90, "meaning_accuracy": 0.95}}

@@ -5,7 +5,9 @@ state), then the words: ``<start>``, then each word of the caption (teacher forc
 training: the input at step t is the true word t - 1, the target word t).  Words are
 learned embeddings of size ``embed`` (the image embedding has the same size); the
 LSTM's hidden state goes through dropout to a linear layer that scores every word of
-the vocabulary (``num_classes`` words).
+the vocabulary (``num_classes`` words). The LSTM's forget gates start with a bias of 1 (as in
+im2txt, the TensorFlow implementation of the paper): the image is the first input only,
+and a forget gate at 0.5 would halve what the state keeps of it at every word.
 
 The encoder (:class:`~deeper.models.caption.encoders.ZooEncoder`) gives a ``grid x
 grid`` map; NIC flattens it before the image embedding (a linear layer), so the
@@ -61,6 +63,10 @@ class NIC(CaptionModel):
         )
         self.embed = nn.Embedding(num_classes, embed, padding_idx=PAD_ID)
         self.lstm = nn.LSTM(embed, hidden, batch_first=True)
+        # forget gate bias 1 (as im2txt's LSTM cell): the state keeps the image, its first input
+        with torch.no_grad():
+            self.lstm.bias_ih_l0[hidden : 2 * hidden].fill_(1.0)
+            self.lstm.bias_hh_l0[hidden : 2 * hidden].zero_()
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(hidden, num_classes)
         self.num_classes = num_classes
