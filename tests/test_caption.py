@@ -205,7 +205,7 @@ def test_beam_of_width_one_is_greedy_and_the_logprob_is_the_models(name):
     lp = torch.log_softmax(logits.double(), -1).gather(2, seq[:, 1:, None]).sum()
     assert float(lp) == pytest.approx(h.logprob, abs=1e-4)
     wide = beam_search(net, x, width=4, max_len=6)
-    assert all(b[0].logprob >= g.logprob - 1e-9 for b, g in zip(wide, gs))
+    assert all(b[0].logprob >= g.logprob - 1e-4 for b, g in zip(wide, gs))  # greedy sums float32 scores
 
 
 # ----------------------------------------------------------------------------- models
