@@ -98,7 +98,9 @@ def _tally(rows) -> str:
 
 def default_markdown(root: str | os.PathLike) -> Path:
     """Where the Markdown report of ``root`` goes: beside the folder, named after it."""
-    root = Path(os.path.abspath(root))
+    root = Path(os.path.normpath(root))
+    if root.name in ("", ".", ".."):
+        root = Path(os.path.abspath(root))
     return root.parent / f"{root.name}.md"
 
 

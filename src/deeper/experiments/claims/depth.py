@@ -260,12 +260,12 @@ register(
                 },
             ),
             "full": Profile(
-                "MNIST at 14x14, 6,000 training images, depths 1/2/4/6, widths 4-32, 3 epochs, 3 seeds",
+                "MNIST at 14x14, 6,000 training images, depths 1/2/4, widths 4-32, 3 epochs, 3 seeds",
                 {
                     "data": "mnist",
                     "img_size": 14,
                     "train_images": 6000,
-                    "depths": [1, 2, 4, 6],
+                    "depths": [1, 2, 4],
                     "widths": [4, 8, 16, 32],
                     "epochs": 3,
                     "batch_size": 64,

@@ -300,7 +300,7 @@ def run_gpu(ctx: Context) -> Outcome:
     else:
         verdict = stats.INCONCLUSIVE
         notes.append(NO_GPU)
-        because = ("No GPU here: CPU step times only (" + ", ".join(
+        because = ("No GPU on this machine: CPU step times only (" + ", ".join(
             f"{s['model']} {statistics.median(times[s['model'] + ' cpu']) * 1e3:.0f} ms" for s in p["models"])
             + "); `--reuse` reads the GPU runs of benchmarks/gpu_speedrun.py.")  # fmt: skip
     fig, (ax,) = F.new(1, width=6, height=4)
@@ -314,7 +314,7 @@ def run_gpu(ctx: Context) -> Outcome:
     F.save(
         fig,
         ctx.figure("gpu_cpu"),
-        "training step time by device" + ("" if len(devices) > 1 else " (CPU only: no GPU here)"),
+        "training step time by device" + ("" if len(devices) > 1 else " (CPU only: no GPU on this machine)"),
     )
     return Outcome(
         verdict, because, tests,
