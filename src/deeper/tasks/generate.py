@@ -157,8 +157,7 @@ class GenerationTask(Task):
 
     def check_kind(self, cfg, kind: str) -> None:
         if kind not in self.kinds:
-            other = "diffusion" if kind == "diffusion" else "generate"
-            raise ConfigError(f"model {cfg.model!r} trains with --task {other}, not --task {self.name}")
+            raise ConfigError(f"model {cfg.model!r} ({kind}) is not trained by task {self.name!r}")
 
     # ---- scores
     def eval_metrics(self, split: str) -> dict:
@@ -351,6 +350,7 @@ class DiffusionTask(GenerationTask):
     description = "DDPM with a small U-Net, DDIM sampling, classifier-free guidance; FID"
     metrics = (Metric("loss", higher_is_better=False), *SCORES)
     primary = "fid"
+    model_family = "diffusion"
     kinds = ("diffusion",)
     options = {
         **COMMON_OPTIONS,
@@ -382,8 +382,6 @@ class DiffusionTask(GenerationTask):
         spec, train, val_src, test_src, meta = self.prepare(ctx)
         kwargs = self.model_kwargs(cfg, spec)
         net = create_model(cfg.model, num_classes=spec.num_classes, in_chans=spec.image_shape[0], **kwargs)
-        if not hasattr(net, "time"):
-            self.check_kind(cfg, getattr(net, "loss", "gan"))
         self.schedule = Schedule(a["timesteps"])
         net = ctx.place(net)
         loader = BatchLoader(train, ctx.batch_size, shuffle=True, seed=cfg.seed,
@@ -613,8 +611,6 @@ class TextToImageTask(DiffusionTask):
         from deeper.models import create_model
 
         cfg, a = ctx.cfg, self.args
-        if cfg.model != "ddpm-unet":
-            raise ConfigError(f"text-to-image trains a ddpm-unet, not {cfg.model!r}")
         where = {"data_dir": cfg.run.data_dir}
         digits = (lambda split: load_dataset("digits", split)) if a["source"] else (lambda split: None)
         train = load_scenes(cfg.data, "train", digits=digits("train"), **where)

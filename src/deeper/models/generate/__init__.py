@@ -1,4 +1,4 @@
-"""Image generators (family ``generate``): DCGAN and WGAN-GP pairs, and the diffusion U-Net.
+"""Image generators: DCGAN and WGAN-GP pairs (family ``generate``), and the diffusion U-Net (family ``diffusion``).
 
 - ``dcgan``: a DCGAN generator and discriminator (:mod:`.gan`), trained by task ``generate``
   with the non-saturating GAN loss;
@@ -42,7 +42,7 @@ def wgan_gp(*, num_classes: int = 10, in_chans: int = 1, img_size: int = 28, lat
                  latent=latent, width=width, d_width=d_width, conditional=conditional)  # fmt: skip
 
 
-@register_model("ddpm-unet", default_input=(1, 28, 28), family="generate")
+@register_model("ddpm-unet", default_input=(1, 28, 28), family="diffusion")
 def ddpm_unet(*, num_classes: int = 10, in_chans: int = 1, img_size: int = 28, width: int = 32,
               mults: tuple = (1, 2, 2), conditional: bool = False, vocab: int = 0, dropout: float = 0.1,
               attention: bool = True) -> DiffusionUNet:  # fmt: skip
