@@ -52,6 +52,12 @@ def test_the_unet_starts_as_the_identity_and_takes_any_size():
     net = create_model("restore-unet", in_chans=3, width=4, depth=2, mask_input=True)
     x = torch.rand(1, 3, 13, 19)
     assert torch.equal(net(x, torch.zeros(1, 1, 13, 19)), x)
+    torch.nn.init.normal_(net.out.weight)  # trained: it corrects, but only the missing pixels
+    mask = torch.zeros(1, 1, 13, 19)
+    mask[..., 3:7, 4:9] = 1
+    y = net(x * (1 - mask), mask)
+    known = (mask == 0).expand_as(x)
+    assert torch.equal(y[known], x[known]) and not torch.equal(y[~known], (x * (1 - mask))[~known])
     with pytest.raises(ValueError, match="reads"):
         net(torch.rand(1, 1, 13, 19))
 

@@ -5,8 +5,10 @@ and concatenated skips up) sized for photographs' patches: ``width`` channels at
 level, doubling over ``depth`` levels; batch norm is left out (restoration needs the image's
 own intensities, not a batch's).  It reads the damaged image and, for inpainting, the mask of
 missing pixels as one more channel (``mask_input``), and predicts the *correction* added to
-the damaged image (residual learning, as DnCNN).  Inputs are padded by reflection to a
-multiple of ``2**depth`` and the output cropped back, so any image size fits.
+the damaged image (residual learning, as DnCNN); given a mask, only the missing pixels are
+corrected and the known ones pass through unchanged (the network fills the holes).  Inputs
+are padded by reflection to a multiple of ``2**depth`` and the output cropped back, so any
+image size fits.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class RestoreUNet(nn.Module):
         y = skips.pop()
         for i in reversed(range(len(self.up))):
             y = self.merge[i](torch.cat([skips.pop(), self.up[i](y)], 1))
-        return x + self.out(y)[..., :h, :w]
+        correction = self.out(y)[..., :h, :w]
+        return x + correction * mask if mask is not None else x + correction
 
 
 @register_model("restore-unet", default_input=(3, 64, 64), family="restore")
