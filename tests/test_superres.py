@@ -114,6 +114,24 @@ def test_patches_are_a_pure_function_of_seed_and_epoch_and_ranks_share_one_draw(
         PatchSource(photos, patch=64, batch_size=4, steps=3)
 
 
+def test_flat_patches_can_be_skipped_and_photographs_balanced():
+    flat = torch.full((1, 200, 200), 90, dtype=torch.uint8)  # a large flat photograph: most positions
+    photos = PhotoSet("t", [flat, smooth(40, 40, 1)], ["flat", "smooth"])
+    by_area = PatchSource(photos, patch=16, batch_size=8, steps=4, seed=3)
+    assert (by_area.draw(0)[0] == 0).float().mean() > 0.8
+    balanced = PatchSource(photos, patch=16, batch_size=8, steps=4, seed=3, balance=True)
+    assert 0.2 < (balanced.draw(0)[0] == 0).float().mean() < 0.8
+    textured = PatchSource(photos, patch=16, batch_size=8, steps=4, seed=3, min_std=0.01)
+    which, *_ = textured.draw(0)
+    assert len(which) == 32 and (which == 1).all()
+    assert all(torch.equal(a, b) for a, b in zip(textured.draw(0), textured.draw(0)))
+    assert all(
+        float(x.std((1, 2, 3)).min()) >= 0.01 * 0.8 for x in textured
+    )  # (the luminance: a bit flatter)
+    with pytest.raises(ConfigError, match="too few training patches"):
+        PatchSource(PhotoSet("t", [flat], ["flat"]), patch=16, batch_size=8, steps=4, min_std=0.01).draw(0)
+
+
 def test_evaluation_images_come_whole_cropped_to_the_scale():
     photos = PhotoSet("t", [smooth(41, 50, 0), smooth(41, 50, 1), smooth(30, 30, 2)], ["a", "b", "c"])
     src = ImageSource(photos, batch_size=8, colour="y", multiple=4)

@@ -52,7 +52,8 @@ def _augment(x: torch.Tensor, code: int) -> torch.Tensor:
 
 class PatchSource:
     def __init__(self, photos: PhotoSet, *, patch: int, batch_size: int, steps: int, seed: int = 0,
-                 colour: str = "y", augment: bool = True, rank: int = 0, world_size: int = 1):  # fmt: skip
+                 colour: str = "y", augment: bool = True, rank: int = 0, world_size: int = 1,
+                 balance: bool = False, min_std: float = 0.0):  # fmt: skip
         if len(photos) == 0:
             raise ConfigError("no training images")
         sizes = [tuple(im.shape[-2:]) for im in photos.images]
@@ -65,7 +66,9 @@ class PatchSource:
                 f"patch {patch} is larger than every training image (the largest fits {biggest})"
             )
         self.photos, self.patch, self.batch_size, self.steps_per_epoch = photos, patch, batch_size, steps
-        self.weights = positions / positions.sum()
+        fits = (positions > 0).double()
+        self.weights = fits / fits.sum() if balance else positions / positions.sum()
+        self.min_std = float(min_std)
         self.seed, self.colour, self.augment = seed, colour, augment
         self.rank, self.world_size = rank, world_size
         self.epoch, self._skip = 0, 0
@@ -77,6 +80,28 @@ class PatchSource:
         """``(photo, top, left, flip code)`` of every patch this rank takes in ``epoch``, in order."""
         n = self.steps_per_epoch * self.batch_size * self.world_size
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        if not self.min_std:
+            which, top, left, code = self._candidates(g, n)
+        else:  # candidates in rounds from the same generator, flat ones dropped, until n are kept
+            kept: list[tuple[torch.Tensor, ...]] = []
+            total = 0
+            for _ in range(64):
+                cand = self._candidates(g, 2 * n)
+                ok = self._spread(*cand[:3]) >= self.min_std
+                kept.append(tuple(t[ok] for t in cand))
+                total += int(ok.sum())
+                if total >= n:
+                    break
+            if total < n:
+                raise ConfigError(
+                    f"too few training patches with a standard deviation of at least {self.min_std:g} "
+                    "(lower min_std)"
+                )
+            which, top, left, code = (torch.cat(parts)[:n] for parts in zip(*kept))
+        r, k = self.rank, self.world_size
+        return which[r::k], top[r::k], left[r::k], code[r::k]
+
+    def _candidates(self, g: torch.Generator, n: int) -> tuple[torch.Tensor, ...]:
         which = torch.multinomial(self.weights, n, replacement=True, generator=g)
         u, v = (
             torch.rand(n, generator=g, dtype=torch.float64),
@@ -87,8 +112,16 @@ class PatchSource:
         ws = torch.tensor([im.shape[-1] for im in self.photos.images])[which]
         top = (u * (hs - self.patch + 1)).long()
         left = (v * (ws - self.patch + 1)).long()
-        r, k = self.rank, self.world_size
-        return which[r::k], top[r::k], left[r::k], code[r::k]
+        return which, top, left, code
+
+    def _spread(self, which: torch.Tensor, top: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
+        """The standard deviation (in [0, 1] units) of each patch's mean over channels."""
+        p = self.patch
+        out = torch.empty(len(which), dtype=torch.float64)
+        for i, (w, t, lf) in enumerate(zip(which.tolist(), top.tolist(), left.tolist())):
+            patch = self.photos.images[w][:, t : t + p, lf : lf + p]
+            out[i] = float(patch.float().mean(0).std()) / 255.0
+        return out
 
     def __iter__(self):
         which, top, left, code = (t.tolist() for t in self.draw(self.epoch))

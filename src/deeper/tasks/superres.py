@@ -46,6 +46,9 @@ SR_OPTIONS = {
     "scale": TaskOption(2, "upscaling factor", choices=(2, 3, 4, 8)),
     "patch": TaskOption(48, "side of the high-resolution training patches (a multiple of the scale)", low=4, high=1024),
     "patches": TaskOption(8192, "training patches per epoch", low=1, high=10**8),
+    "balance": TaskOption(False, "draw each training photograph equally often (default: in proportion to its area)"),
+    "min_std": TaskOption(0.0, "skip training patches flatter than this standard deviation (0-1 scale; 0: keep all)",
+                          low=0.0, high=0.5),
     "eval_images": TaskOption(0, "held-out images scored (0: all; a digit dataset: 200)", low=0, high=10**6),
     "eval_crop": TaskOption(0, "score the central N x N of each held-out image (0: whole)", low=0, high=8192),
     "figures": TaskOption(True, "draw superres.png (bicubic, network, original) into the run folder"),
@@ -88,6 +91,7 @@ def make_sources(task: Task, ctx: BuildContext, colour: str, multiple: int, patc
     source = PatchSource(
         train.to(dev), patch=patch, batch_size=ctx.batch_size, colour=colour, seed=cfg.seed,
         steps=epoch_steps(a["patches"], ctx.batch_size, ctx.world_size), rank=ctx.rank, world_size=ctx.world_size,
+        balance=bool(a.get("balance", False)), min_std=float(a.get("min_std", 0.0)),
     )  # fmt: skip
     bs = min(cfg.sampling.eval_batch_size, 64)
 
