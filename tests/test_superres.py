@@ -47,6 +47,16 @@ def test_pixel_shuffle_matches_the_sub_pixel_rule_written_out():
     assert espcn(torch.rand(1, 1, 7, 9)).shape == (1, 1, 21, 27)
 
 
+def test_residual_networks_start_as_bicubic():
+    from deeper.models.image2image.sr import upscale_bicubic
+
+    x = torch.rand(2, 1, 9, 7)
+    srresnet = create_model("srresnet", in_chans=1, scale=4, blocks=1, width=4, bn=False, residual=True)
+    assert torch.equal(srresnet(x), upscale_bicubic(x, 4))
+    bic = upscale_bicubic(x, 2)
+    assert torch.equal(create_model("srcnn", in_chans=1, n1=4, n2=2, residual=True)(bic), bic)
+
+
 def test_psnr_and_ssim_of_identical_and_known_images():
     x = torch.rand(2, 1, 32, 32)
     assert torch.isinf(psnr(x, x)).all()

@@ -14,7 +14,9 @@ write images in [0, 1] with ``in_chans`` channels (the luminance Y: one).
 - **SRResNet** (Ledig et al. 2017): a 9x9 convolution and PReLU, ``blocks`` residual blocks
   (conv-BN-PReLU-conv-BN), a convolution and BN with a skip over all blocks, then one
   (x2, x3) or two (x4) sub-pixel upsampling stages (conv, pixel shuffle, PReLU) and a 9x9
-  convolution.  The paper's 16 blocks of 64 channels are the defaults.
+  convolution.  The paper's 16 blocks of 64 channels are the defaults; ``bn=False`` drops the
+  batch norm (as EDSR), ``residual=True`` adds the bicubic enlargement of the input to the
+  output (the network starts as bicubic and learns its correction).
 - **Discriminator** (SRGAN): eight 3x3 convolutions (``w``, ``w`` stride 2, ``2w``, ``2w`` s2,
   ``4w``, ``4w`` s2, ``8w``, ``8w`` s2) with batch norm and leaky ReLU, then (global average
   pooling here, so any patch size fits) a dense ``16w`` layer and one logit.
@@ -120,10 +122,10 @@ def upsampler(width: int, scale: int) -> nn.Sequential:
 
 
 class SRResNet(SuperResolution):
-    def __init__(
-        self, *, in_chans: int = 1, scale: int = 4, blocks: int = 16, width: int = 64, bn: bool = True
-    ):
+    def __init__(self, *, in_chans: int = 1, scale: int = 4, blocks: int = 16, width: int = 64, bn: bool = True,
+                 residual: bool = False):  # fmt: skip
         super().__init__(in_chans, _check_scale(scale))
+        self.residual = residual
         self.head = nn.Sequential(nn.Conv2d(in_chans, width, 9, padding=4), nn.PReLU(width))
         norm = nn.BatchNorm2d(width) if bn else nn.Identity()
         self.blocks = nn.Sequential(
@@ -132,11 +134,15 @@ class SRResNet(SuperResolution):
         )  # fmt: skip
         self.up = upsampler(width, scale)
         self.tail = nn.Conv2d(width, in_chans, 9, padding=4)
+        if residual:  # the network learns the correction of bicubic: start from none
+            nn.init.zeros_(self.tail.weight)
+            nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check(x)
         h = self.head(x)
-        return self.tail(self.up(h + self.blocks(h)))
+        y = self.tail(self.up(h + self.blocks(h)))
+        return y + upscale_bicubic(x, self.scale) if self.residual else y
 
 
 class Discriminator(nn.Module):
@@ -198,6 +204,7 @@ def espcn(*, num_classes: int = 1, in_chans: int = 1, scale: int = 3, n1: int = 
 
 @register_model("srresnet", default_input=(1, 24, 24), family="restore")
 def srresnet(*, num_classes: int = 1, in_chans: int = 1, scale: int = 4, blocks: int = 16, width: int = 64,
-             bn: bool = True) -> SRResNet:  # fmt: skip
-    """SRResNet: residual blocks (conv-BN-PReLU-conv-BN), sub-pixel upsampling; SRGAN's generator."""
-    return SRResNet(in_chans=in_chans, scale=scale, blocks=blocks, width=width, bn=bn)
+             bn: bool = True, residual: bool = False) -> SRResNet:  # fmt: skip
+    """SRResNet: residual blocks (conv-BN-PReLU-conv-BN), sub-pixel upsampling; SRGAN's generator
+    (``residual``: adds the bicubic enlargement of the input, as SRCNN's option)."""
+    return SRResNet(in_chans=in_chans, scale=scale, blocks=blocks, width=width, bn=bn, residual=residual)
