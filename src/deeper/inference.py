@@ -34,9 +34,20 @@ def load_for_inference(
     weights: str | os.PathLike, model: str | None = None, *, device: str = "auto", dtype: str = "float32"
 ) -> tuple[nn.Module, dict]:
     """The model of ``weights`` (a file or a run folder) in eval mode, cast to ``dtype`` on ``device``."""
+    from deeper.accel.quantize import quantized_method
     from deeper.models.weights import weights_file
 
     net, meta = model_from_weights(weights_file(weights), model)
+    if (method := quantized_method(meta)) is not None:  # a `deeper quantize` file: CPU, its own precision
+        if dtype != "float32":
+            raise ConfigError(
+                f"{weights} holds a {method} model: it computes in its own precision (no --dtype)"
+            )
+        if resolve_device(device).type != "cpu":
+            from deeper.runtime import notice
+
+            notice(f"{weights} holds a {method} model: it runs on the CPU")
+        return net.eval(), meta
     net = net.to(device=resolve_device(device), dtype=parse_dtype(dtype)).eval()
     return net, meta
 
@@ -98,16 +109,30 @@ def evaluate_weights(
     device: str = "auto",
     batch_size: int = 1000,
     data_dir: str | None = None,
+    progress: bool | None = None,
 ) -> dict:
+    """``deeper eval``: accuracy and loss of ``weights`` on ``data``'s ``split`` in ``dtype``; a progress
+    bar when ``progress`` (``None``: when stderr is a terminal)."""
+    from deeper.runtime import precision_notice
+
     net, meta = load_for_inference(weights, model, device=device, dtype=dtype)
     check_compatible(meta, data, weights)
     ds = load_dataset(data, split, data_dir=data_dir)
-    dev = next(net.parameters()).device
+    dev = device_of(net)
+    precision_notice(dtype, dev)
     loader = BatchLoader(ds.to(dev), batch_size, dtype=parse_dtype(dtype))
     start = time.perf_counter()
-    metrics = evaluate(net, ClassificationTask(num_classes=len(ds.classes)), loader)
+    task = ClassificationTask(num_classes=len(ds.classes))
+    metrics = evaluate(net, task, loader, progress=progress, desc="eval")
     seconds = time.perf_counter() - start
     return evaluation_result(meta, model, weights, data, split, dtype, len(ds), metrics, seconds, str(dev))
+
+
+def device_of(net: nn.Module) -> torch.device:
+    """Where ``net`` computes (the CPU for a network without parameters)."""
+    for t in net.parameters():
+        return t.device
+    return torch.device("cpu")
 
 
 def evaluation_result(
@@ -159,8 +184,7 @@ def predict_files(
     task = task_of(meta)
     net, meta = task.load_model(path, model)
     net = net.to(resolve_device(device)).eval()
-    dev = next(net.parameters()).device
-    return task.predict(net, meta, list(paths), device=dev, **options), task
+    return task.predict(net, meta, list(paths), device=device_of(net), **options), task
 
 
 @torch.inference_mode()
@@ -178,7 +202,7 @@ def misclassified(
     net, meta = load_for_inference(weights, model, device=device, dtype=dtype)
     check_compatible(meta, data, weights)
     ds = load_dataset(data, "test", data_dir=data_dir)
-    dev = next(net.parameters()).device
+    dev = device_of(net)
     preds = []
     for x, _ in BatchLoader(ds.to(dev), batch_size, dtype=parse_dtype(dtype)):
         preds.append(net(x).argmax(1).cpu())

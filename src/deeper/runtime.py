@@ -2,18 +2,99 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import random
 import sys
+import time
+from collections.abc import Callable, Iterator
 
 import torch
 
 from deeper.errors import ConfigError
 
+#: who else hears every notice (a run's console.log, while the run lasts)
+_LISTENERS: list[Callable[[str], None]] = []
+
 
 def notice(message: str) -> None:
-    """A one-line notice for the user on stderr (never mixed into --json stdout)."""
-    print(f"deeper: {message}", file=sys.stderr)
+    """A one-line notice for the user on stderr (never mixed into --json stdout), also told to every
+    listener of :func:`listening` (a run folder's ``console.log``)."""
+    line = f"deeper: {message}"
+    print(line, file=sys.stderr)
+    for listener in list(_LISTENERS):
+        listener(line)
+
+
+@contextlib.contextmanager
+def listening(listener: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, ``listener`` hears every :func:`notice` line (as printed, ``deeper: ...``)."""
+    _LISTENERS.append(listener)
+    try:
+        yield
+    finally:
+        _LISTENERS.remove(listener)
+
+
+#: how much slower than float32 a CPU precision must be for a notice to say so
+SLOW_FACTOR = 1.5
+
+
+@functools.cache
+def cpu_slowdown(dtype: torch.dtype) -> float:
+    """How many times slower than float32 a small convolutional forward pass runs in ``dtype`` on this CPU.
+
+    Measured once per process (a few milliseconds): float16 is fast on CPUs with float16
+    vector or matrix units and many times slower on the others, which emulate it.
+    """
+    conv = torch.nn.Sequential(
+        torch.nn.Conv2d(8, 16, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16 * 64, 10),
+    ).eval()
+    x = torch.rand(32, 8, 8, 8)
+
+    def seconds(dt: torch.dtype) -> float:
+        net, xx = conv.to(dt), x.to(dt)
+        with torch.inference_mode():
+            net(xx)  # warm-up: kernels chosen, memory allocated
+            best = float("inf")
+            for _ in range(3):
+                t = time.perf_counter()
+                net(xx)
+                best = min(best, time.perf_counter() - t)
+        return best
+
+    try:
+        slow = seconds(dtype)
+    except RuntimeError:  # no kernel for this precision on this CPU at all
+        return float("inf")
+    return slow / max(seconds(torch.float32), 1e-9)
+
+
+def precision_notice(
+    dtype: str | torch.dtype, device: str | torch.device, *, what: str = "evaluating"
+) -> None:
+    """A notice when ``dtype`` on ``device`` is a slow choice on this machine (float16 on a CPU that
+    emulates it): the figures are that precision's, the time is not what the precision buys elsewhere."""
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    if torch.device(device).type != "cpu" or dtype not in (torch.float16, torch.bfloat16):
+        return
+    factor = cpu_slowdown(dtype)
+    if factor >= SLOW_FACTOR:
+        name = str(dtype).removeprefix("torch.")
+        times = (
+            "has no kernels for it"
+            if factor == float("inf")
+            else f"runs it {factor:.1f}x slower than float32"
+        )
+        notice(
+            f"{what} in {name} on the CPU is slow on this machine (its CPU {times}): "
+            f"expect {name}'s accuracy, not its speed"
+        )
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

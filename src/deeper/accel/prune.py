@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -111,8 +112,14 @@ def sparsity_curve(
     data_dir: str | None = None,
     plot: str | os.PathLike | None = None,
     seed: int = 0,
+    save: str | os.PathLike | None = None,
 ) -> dict:
-    """Test accuracy of ``weights`` pruned to each sparsity with each method (and the PNG, if ``plot``)."""
+    """Test accuracy of ``weights`` pruned to each sparsity with each method (and the PNG, if ``plot``).
+
+    ``save``: write the model pruned with the first method at the highest sparsity (as measured,
+    fine-tuning included) there, a weights file every command takes (``deeper eval``, ``predict``,
+    ``serve``): the float weights with their zeros, the source's metadata and ``pruned``.
+    """
     from itertools import islice
 
     from deeper.accel.quantize import accuracy
@@ -123,6 +130,8 @@ def sparsity_curve(
 
     if finetune_steps < 0:
         raise ConfigError(f"--finetune-steps must be >= 0, got {finetune_steps}")
+    if save is not None and Path(save).suffix != ".safetensors":
+        raise ConfigError(f"--save {str(save)!r} must be a .safetensors file")
     sparsities = sorted(set(float(s) for s in sparsities))
     methods = list(methods)
     for m in methods:
@@ -134,6 +143,7 @@ def sparsity_curve(
     test = load_dataset(data, "test", data_dir=data_dir)
     train = load_dataset(data, "train", data_dir=data_dir) if finetune_steps else None
     rows = []
+    kept = None
     for method in methods:
         for s in sparsities:
             seed_everything(seed)
@@ -142,6 +152,8 @@ def sparsity_curve(
                 loader = BatchLoader(train, 128, shuffle=True, seed=seed)
                 finetune(pruned, islice(loader, finetune_steps))
             make_permanent(pruned)
+            if save is not None and (method, s) == (methods[0], sparsities[-1]):
+                kept = (pruned, method, s)
             rows.append({
                 "method": method,
                 "target_sparsity": s,
@@ -159,7 +171,29 @@ def sparsity_curve(
     if plot is not None:
         plot_sparsity_curve(result, plot)
         result["plot"] = str(plot)
+    if kept is not None:
+        result["saved"] = save_pruned(kept[0], meta, save, method=kept[1], sparsity=kept[2],
+                                      finetune_steps=finetune_steps)  # fmt: skip
     return result
+
+
+def save_pruned(
+    model: nn.Module,
+    meta: dict,
+    path: str | os.PathLike,
+    *,
+    method: str,
+    sparsity: float,
+    finetune_steps: int,
+) -> dict:
+    """Write a pruned model as float weights (zeros included) with ``meta`` and what was pruned."""
+    from deeper.models import save_weights
+
+    pruned = {"method": method, "target_sparsity": sparsity, "weight_sparsity": weight_sparsity(model),
+              "zero_channels": zero_channels(model), "finetune_steps": finetune_steps}  # fmt: skip
+    source = {k: v for k, v in meta.items() if not k.startswith("test_")}  # the dense model's scores
+    save_weights(model, path, {**source, "pruned": pruned})
+    return {"output": str(path), **pruned}
 
 
 def plot_sparsity_curve(result: dict, path: str | os.PathLike) -> None:

@@ -464,6 +464,7 @@ def quantize_weights(
     from deeper.data import BatchLoader, load_dataset
     from deeper.inference import check_compatible
     from deeper.models import model_from_weights
+    from deeper.models.weights import weights_file
     from deeper.runtime import notice, seed_everything
 
     if method not in METHODS:
@@ -485,26 +486,27 @@ def quantize_weights(
     fp = fastest_float32(net, x, repeats=repeats)
     float_acc = accuracy(fp.model, test.images, test.labels, channels_last=fp.channels_last)
     info = {"model": meta.get("model", model), "method": method, "dataset": data}
+    carried = carried_metadata(meta, method)  # what eval, predict and serve need to rebuild and use it
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
 
     if method == "int8":
         calib = [train.images[perm[i * 100 : (i + 1) * 100]].float().div(255) for i in range(calib_batches)]
         qmodel = int8_static(net, calib)
-        blob = int8_state_bytes(qmodel, {**info, "calibration_images": str(100 * calib_batches)})
+        blob = int8_state_bytes(qmodel, {**carried, **info, "calibration_images": str(100 * calib_batches)})
     elif method == "qat":
         loader = BatchLoader(train, 128, shuffle=True, seed=seed)
         qmodel = int8_qat(net, lambda: iter(loader), steps=qat_steps, progress=progress)
-        blob = int8_state_bytes(qmodel, {**info, "qat_steps": str(qat_steps)})
+        blob = int8_state_bytes(qmodel, {**carried, **info, "qat_steps": str(qat_steps)})
     elif method == "int4":
         qmodel = int4_weight_only(net, group_size=group_size)
         blob = st_save(
             {k: v.contiguous() for k, v in qmodel.state_dict().items()},
-            metadata={**info, "group_size": str(group_size)},
+            metadata={**carried, **info, "group_size": str(group_size)},
         )
     else:
         qmodel, trained = _train_binary(data, data_dir, output, binary_epochs, seed, progress)
         info["binary_train"] = trained
-        blob = binary_state_bytes(qmodel, {k: str(v) for k, v in info.items()})
+        blob = binary_state_bytes(qmodel, {**carried, **{k: str(v) for k, v in info.items()}})
         notice(f"binary network trained: {trained['test_accuracy']:.4f} after {trained['epochs']} epochs")
     q_acc = accuracy(qmodel, test.images, test.labels)
     q_seconds = _fastest_of(qmodel, x, repeats)
@@ -520,7 +522,7 @@ def quantize_weights(
         "float_path": fp.name,
         "batch_size": len(x),
         "size_bytes": output.stat().st_size,
-        "float_size_bytes": Path(weights).stat().st_size,
+        "float_size_bytes": weights_file(weights).stat().st_size,
         "threads": torch.get_num_threads(),
         "output": str(output),
         **({"binary_train": info["binary_train"]} if method == "binary" else {}),
@@ -545,3 +547,89 @@ def _train_binary(data, data_dir, output: Path, epochs, seed, progress) -> tuple
         net, _ = model_from_weights(result["weights"])
     keep = ("test_accuracy", "epochs", "train_seconds", "img_per_s")
     return net.eval(), {k: result[k] for k in keep}
+
+
+# ------------------------------------------------------------------ using a quantized file
+
+
+#: metadata of the float weights a quantized file carries over (what rebuilding and predicting need)
+CARRIED = ("task", "task_args", "dataset", "classes", "num_classes", "in_chans", "img_size", "model_kwargs")
+
+
+def carried_metadata(meta: dict, method: str) -> dict[str, str]:
+    """The float weights' metadata a quantized file keeps, and what it is (``quantized``: the method)."""
+    out = {k: meta[k] for k in CARRIED if k in meta}
+    out["quantized"] = method
+    if method == "binary":  # a network of its own, trained on the data (not the float weights rounded)
+        out["network"] = "binary-convnet"
+        out.pop("model_kwargs", None)
+    return out
+
+
+def quantized_method(meta: dict) -> str | None:
+    """The method of a quantized file written by ``deeper quantize`` (``None``: float weights).
+
+    Files written before ``quantized`` was recorded are known by ``method``."""
+    method = meta.get("quantized") or meta.get("method")
+    return method if method in METHODS else None
+
+
+class QuantizedNet(nn.Module):
+    """A quantized network as every command uses one: on the CPU in its own precision, whatever it is moved to.
+
+    Inputs are moved to the CPU as float32 and the outputs stay there; ``.to(device)``,
+    ``.half()`` and the like leave it as it is (int8 kernels exist only for the CPU).
+    """
+
+    def __init__(self, net: nn.Module, method: str):
+        super().__init__()
+        self.net, self.method = net.eval(), method
+        self.anchor = nn.Parameter(torch.empty(0), requires_grad=False)  # says where it runs: the CPU
+
+    def _apply(self, fn, recurse: bool = True):
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.to("cpu", torch.float32))
+
+
+def load_quantized(path: str | os.PathLike, name: str, kwargs: dict, meta: dict) -> QuantizedNet:
+    """The network of a file written by ``deeper quantize`` (int8, qat, int4 or binary), ready to use.
+
+    ``name`` and ``kwargs`` rebuild the float architecture it was quantized from (the
+    registry name and constructor options recorded in the file).
+    """
+    from deeper.models import create_model, get_model_entry
+
+    method = quantized_method(meta)
+    if method is None:
+        raise CheckpointError(f"{path}: not a quantized model written by deeper quantize")
+    if method == "binary":
+        keep = {k: v for k, v in kwargs.items() if k in ("num_classes", "in_chans", "img_size")}
+        try:
+            return QuantizedNet(load_binary(path, create_model("binary-convnet", **keep)), method)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise CheckpointError(f"{path}: does not hold a binary network ({first})") from None
+    try:
+        float_net = create_model(name, **kwargs).eval()
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: cannot rebuild model {name!r} for its {method} weights ({e})"
+        ) from None
+    if method == "int4":
+        tensors, _ = _read_safetensors(path)
+        try:
+            group = int(meta.get("group_size", 32))
+            net = int4_weight_only(float_net, group_size=group)
+            net.load_state_dict(tensors)
+        except (KeyError, RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0]
+            raise CheckpointError(
+                f"{path}: does not hold int4 weights for model {name!r} ({first})"
+            ) from None
+        return QuantizedNet(net.eval(), method)
+    c, h, w = get_model_entry(name).default_input
+    size = kwargs.get("img_size")
+    example = torch.rand(2, kwargs.get("in_chans", c), size or h, size or w)
+    return QuantizedNet(load_int8(path, float_net, example), method)

@@ -18,8 +18,9 @@ def _floats(text: str) -> list[float]:
 def _weights_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="registered model name (default: the one recorded in the weights file)")
     p.add_argument(
-        "--weights", required=True, metavar="FILE", help="float32 .safetensors weights written by deeper"
-    )
+        "--weights", required=True, metavar="FILE_OR_RUN",
+        help="float32 .safetensors weights written by deeper, or their run folder",
+    )  # fmt: skip
 
 
 @command(
@@ -81,7 +82,8 @@ def run_quantize(args, out) -> dict:
 @command("prune", "prune trained weights at several sparsities and plot accuracy against sparsity")
 def configure_prune(p: argparse.ArgumentParser) -> None:
     p.epilog = (
-        "example:\n  deeper prune --weights runs/mnist/model.safetensors --data mnist -o pruning.png --json"
+        "examples:\n  deeper prune --weights runs/mnist/model.safetensors --data mnist -o pruning.png --json\n"
+        "  deeper prune --weights runs/mnist --method unstructured --sparsities 0.8 -o p.png --save pruned.safetensors"
     )
     _weights_args(p)
     p.add_argument("--data", default="mnist", help="dataset to score on (test split)")
@@ -94,6 +96,11 @@ def configure_prune(p: argparse.ArgumentParser) -> None:
                    help="fractions of weights (or channels) to remove")  # fmt: skip
     p.add_argument("--finetune-steps", type=int, default=0, help="Adam steps after pruning, masks held fixed")
     p.add_argument("-o", "--output", required=True, metavar="FILE.png", help="where to draw the curve")
+    p.add_argument(
+        "--save", metavar="FILE.safetensors",
+        help="also write the model pruned with the first --method at the highest of --sparsities "
+        "(eval, predict and serve take it)",
+    )  # fmt: skip
     add_json(p)
     p.set_defaults(run=run_prune)
 
@@ -105,7 +112,7 @@ def run_prune(args, out) -> dict:
     r = sparsity_curve(
         args.weights, args.data, methods=[m.strip() for m in args.method.split(",") if m.strip()],
         sparsities=args.sparsities, finetune_steps=args.finetune_steps, model=args.model,
-        data_dir=args.data_dir, plot=args.output,
+        data_dir=args.data_dir, plot=args.output, save=args.save,
     )  # fmt: skip
     out.line(f"dense accuracy {r['dense_accuracy']:.4f}")
     for row in r["rows"]:
@@ -114,6 +121,11 @@ def run_prune(args, out) -> dict:
             f"{row['zero_channels']} zero channels): accuracy {row['test_accuracy']:.4f}"
         )
     out.line(f"wrote {args.output}")
+    if saved := r.get("saved"):
+        out.line(
+            f"wrote {saved['output']} ({saved['method']} at sparsity {saved['target_sparsity']:.2f}); "
+            f"use it with: deeper eval --weights {saved['output']}"
+        )
     return r
 
 

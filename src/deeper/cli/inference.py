@@ -10,7 +10,10 @@ from deeper.cli import add_data_dir, add_gallery_size, add_json, check_gallery_s
 
 def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
     p.add_argument("--model", help="registered model name (default: the one recorded in the weights file)")
-    p.add_argument("--weights", required=True, metavar="FILE", help="a .safetensors file written by deeper")
+    p.add_argument(
+        "--weights", required=True, metavar="FILE_OR_RUN",
+        help="a .safetensors file written by deeper (trained, quantized or pruned), or its run folder",
+    )  # fmt: skip
     if data:
         p.add_argument("--data", help="dataset to evaluate on (default: the one recorded in the weights)")
         add_data_dir(p)
@@ -20,7 +23,8 @@ def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
 @command("eval", "evaluate trained weights on a dataset's test split, in a chosen precision")
 def configure_eval(p: argparse.ArgumentParser) -> None:
     p.epilog = (
-        "example:\n  deeper eval --weights runs/mnist/model.safetensors --data mnist --dtype float16 --json"
+        "examples:\n  deeper eval --weights runs/mnist/model.safetensors --data mnist --dtype float16 --json\n"
+        "  deeper eval --weights int8.safetensors          # written by deeper quantize (or deeper prune --save)"
     )
     from deeper.inference import DTYPES
 
@@ -31,6 +35,10 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--engine", default="torch", choices=["torch", "numpy", "cupy"],
         help="torch, or the from-scratch NumPy engine (cupy: on a CUDA GPU; --dtype float64/32/16)",
+    )  # fmt: skip
+    p.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="progress bar [on when stderr is a terminal]",
     )  # fmt: skip
     add_json(p)
     p.set_defaults(run=run_eval)
@@ -65,7 +73,7 @@ def run_eval(args, out) -> dict:
     else:
         r = evaluate_weights(
             args.weights, args.data, model=args.model, dtype=args.dtype, split=args.split,
-            device=args.device, batch_size=args.batch_size, data_dir=args.data_dir,
+            device=args.device, batch_size=args.batch_size, data_dir=args.data_dir, progress=args.progress,
         )  # fmt: skip
     acc = r.get("test_accuracy", r.get(f"{args.split}_accuracy"))
     out.line(
@@ -88,7 +96,7 @@ def configure_predict(p: argparse.ArgumentParser) -> None:
         "--weights",
         required=True,
         metavar="FILE_OR_RUN",
-        help="a .safetensors file written by deeper, or its run folder",
+        help="a .safetensors file written by deeper (trained, quantized or pruned), or its run folder",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")

@@ -371,11 +371,16 @@ def run(args: argparse.Namespace, out) -> dict | None:
     engine = f", {cfg.engine} engine" if cfg.engine != "torch" else ""
     value = result.get(f"test_{primary}")
     shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-    out.line(
+    line = (
         f"test {primary} {shown} after {_how_far(result)} "
         f"({result['train_seconds']:.1f} s training, {result['img_per_s'] or 0:,.0f} {unit}/s{engine}); "
         f"weights: {result['weights']}"
     )
+    out.line(line)
+    if result.get("run_dir"):
+        from deeper.train.logger import append_console
+
+        append_console(result["run_dir"], line)  # the run's console.log ends as the console did
     return result
 
 

@@ -26,12 +26,13 @@ import torch
 from deeper.errors import ConfigError, DeeperError
 from deeper.fileio import RunLock, write_text_atomic
 from deeper.models import count_parameters, save_weights
-from deeper.runtime import notice, rng_state, set_rng_state
+from deeper.runtime import listening, notice, rng_state, set_rng_state
 from deeper.tasks.base import Metric, Task
 from deeper.train import average, regularize, schedule  # noqa: F401 (register their callbacks)
 from deeper.train.callbacks import Callback, callbacks_for
 from deeper.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from deeper.train.config import TrainConfig
+from deeper.train.logger import ConsoleLog
 from deeper.train.loop import LoopState, evaluate, steps_per_epoch, train_one_epoch
 from deeper.train.metrics import scalars
 from deeper.train.run import Run, build_run, default_run_dir
@@ -67,8 +68,19 @@ def run_engine(
     created = first_missing(run_dir)  # the folder this run creates (run_dir or an ancestor), if any
     lock = RunLock(run_dir).acquire() if world is None or world.is_main else None  # one writer per run
     threads = torch.get_num_threads()  # a task may narrow them for its run (rl, caption): restored after
+    console = ConsoleLog() if world is None or world.is_main else None  # the run folder's console.log
     try:
-        return _run_locked(cfg, run_dir, world, resume=resume, callbacks=callbacks, log=log)
+        if console is None:
+            return _run_locked(cfg, run_dir, world, resume=resume, callbacks=callbacks, log=log)
+        with listening(console.hear):
+            try:
+                return _run_locked(
+                    cfg, run_dir, world, resume=resume, callbacks=callbacks, log=_recorded(log, console),
+                    console=console,
+                )  # fmt: skip
+            except DeeperError as e:  # what stopped the run (Ctrl-C, divergence), as the command prints it
+                console.hear(f"deeper train: error: {e}")
+                raise
     except BaseException:
         if created is not None and lock is not None and {p.name for p in run_dir.iterdir()} <= {".lock"}:
             shutil.rmtree(
@@ -77,8 +89,21 @@ def run_engine(
         raise
     finally:
         torch.set_num_threads(threads)
+        if console is not None:
+            console.close()
         if lock is not None:
             lock.release()
+
+
+def _recorded(log: Callable[[str], None], console: ConsoleLog) -> Callable[[str], None]:
+    """``log`` that also writes each line into ``console``, once (``log`` may print through :func:`notice`)."""
+
+    def said(message: str) -> None:
+        console.hear(f"deeper: {message}")
+        with console.quiet():
+            log(message)
+
+    return said
 
 
 def first_missing(path: Path) -> Path | None:
@@ -90,7 +115,9 @@ def first_missing(path: Path) -> Path | None:
     return path
 
 
-def _run_locked(cfg: TrainConfig, run_dir: Path, world, *, resume: bool, callbacks, log) -> dict:
+def _run_locked(
+    cfg: TrainConfig, run_dir: Path, world, *, resume: bool, callbacks, log, console: ConsoleLog | None = None
+) -> dict:
     from deeper.train.distributed import Silent, all_reduce_sums
 
     ckpt_path = checkpoint_to_resume(run_dir, resume)
@@ -109,6 +136,11 @@ def _run_locked(cfg: TrainConfig, run_dir: Path, world, *, resume: bool, callbac
     from deeper.train.provenance import recorded_config
 
     logger.write_config(recorded_config(cfg, run))  # the options, what they resolved to, the versions
+    if console is not None:
+        console.open(run_dir)  # the lines said so far, then every line as it comes
+    steps = StepLosses(run, logger)
+    if resume:
+        logger.trim_steps(state.global_step)  # rows past the checkpoint belong to the abandoned tail
     n_params = count_parameters(run.model)
     o = cfg.optim
     log(
@@ -122,6 +154,7 @@ def _run_locked(cfg: TrainConfig, run_dir: Path, world, *, resume: bool, callbac
     def checkpoint() -> None:
         if not run.is_main:
             return
+        steps.flush()  # steps.csv reaches the checkpoint: a resumed run continues it
         state.snapshot_sums()
         save_checkpoint(
             run_dir,
@@ -143,8 +176,7 @@ def _run_locked(cfg: TrainConfig, run_dir: Path, world, *, resume: bool, callbac
     per_epoch = steps_per_epoch(run.train_loader)
 
     def on_step(s: LoopState) -> bool:
-        if s.global_step % 50 == 0 and (loss := s.live_metric("loss")) is not None:
-            logger.scalar("loss/train_step", loss, s.global_step)
+        steps.record(s)
         at_epoch_end = s.step_in_epoch == per_epoch  # the epoch-end checkpoint follows
         every = cfg.run.checkpoint_every
         if every and s.global_step % every == 0 and not at_epoch_end:
@@ -162,9 +194,10 @@ def _run_locked(cfg: TrainConfig, run_dir: Path, world, *, resume: bool, callbac
             progress=cfg.run.progress if run.is_main else False, desc=f"epoch {state.epoch + 1}/{o.epochs}",
         )  # fmt: skip
 
+    bar = cfg.run.progress if run.is_main else False
     hooks = EpochHooks(
         train_epoch=train_epoch,
-        validate=(lambda: evaluate(run.parts, run.task, run.val_loader, split="val"))
+        validate=(lambda: evaluate(run.parts, run.task, run.val_loader, split="val", progress=bar))
         if run.val_loader
         else None,
         lr=lambda: learning_rates(run.parts.optimizers),
@@ -178,7 +211,58 @@ def _run_locked(cfg: TrainConfig, run_dir: Path, world, *, resume: bool, callbac
     run_epochs(
         run, state, hooks, cbs=cbs, logger=logger, log=log, checkpoint=checkpoint, run_dir=run_dir, stop=stop
     )
+    steps.flush()
     return _finish(run, state, run_dir, logger, stop[0] if stop else "completed", n_params, started)
+
+
+class StepLosses:
+    """Every training step's loss into TensorBoard and ``steps.csv`` (columns step, epoch, the task's losses).
+
+    Each step keeps a reference to the epoch's running sums (tensors on the device, no
+    host sync); :meth:`flush`, every :data:`FLUSH` steps and before each checkpoint,
+    turns the differences between consecutive sums into each step's own figures (the
+    batch's mean loss) with one pass over them.
+    """
+
+    FLUSH = 50
+
+    def __init__(self, run: Run, logger):
+        self.task, self.logger = run.task, logger
+        self.names = [m.name for m in run.task.metrics if m.name.startswith("loss")]
+        self.enabled = run.is_main and bool(self.names)
+        self.rows: list[tuple[int, int, dict, int]] = []  # (step, epoch, the epoch's sums, their count)
+        self.meter = None
+        self.before: tuple[dict, int] = ({}, 0)  # the sums before the first kept step
+
+    def record(self, s: LoopState) -> None:
+        if not self.enabled or s.live is None:
+            return
+        if s.live is not self.meter:  # a new epoch (or a resumed one): its sums start from the loop state's
+            self.flush()
+            self.meter, self.before = s.live, (dict(s.epoch_sums), s.epoch_count)
+        self.rows.append((s.global_step, s.epoch + 1, dict(s.live.sums), s.live.count))
+        if len(self.rows) >= self.FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        out = []
+        prev, prev_count = {k: float(v) for k, v in self.before[0].items()}, self.before[1]
+        for step, epoch, sums, count in self.rows:
+            now = {k: float(v) for k, v in sums.items()}
+            delta = {k: v - prev.get(k, 0.0) for k, v in now.items()}
+            try:
+                figures = self.task.summarize(delta, count - prev_count)
+            except (KeyError, ZeroDivisionError):  # a step that added nothing to some sum
+                figures = {}
+            row = {"step": step, "epoch": epoch}
+            row.update({n: figures[n] for n in self.names if isinstance(figures.get(n), float)})
+            out.append(row)
+            prev, prev_count = now, count
+        self.before = (prev, prev_count)
+        self.rows = []
+        self.logger.steps(out, self.names)
 
 
 def _describe_parts(run: Run) -> str:
@@ -331,7 +415,12 @@ def _finish(
     run: Run, state: LoopState, run_dir: Path, logger, stopped: str, n_params: int, started: float
 ) -> dict:
     cfg, task = run.cfg, run.task
-    test = evaluate(run.parts, task, run.test_loader, split="test") if run.test_loader is not None else {}
+    bar = cfg.run.progress if run.is_main else False
+    test = (
+        evaluate(run.parts, task, run.test_loader, split="test", progress=bar)
+        if run.test_loader is not None
+        else {}
+    )
     weights = run_dir / "model.safetensors"
     if run.is_main:
         meta = {**run.metadata, "task": cfg.task, f"test_{task.primary}": test.get(task.primary)}

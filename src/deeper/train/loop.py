@@ -160,8 +160,10 @@ def evaluate(
     *,
     split: str = "val",
     progress: bool | None = False,
+    desc: str | None = None,
 ) -> dict:
-    """The task's figures over ``loader`` in eval mode (dropout off, batch-norm frozen).
+    """The task's figures over ``loader`` in eval mode (dropout off, batch-norm frozen); a progress
+    bar named ``desc`` (default: the split) when ``progress`` (``None``: when stderr is a terminal).
 
     Sums (loss, accuracy) and the task's torchmetrics metrics for ``split``; scalars
     as floats, larger results (a confusion matrix) as nested lists.
@@ -172,7 +174,7 @@ def evaluate(
         m.eval()
     meter = Meter(task, task.eval_metrics(split))
     bar = tqdm(
-        loader, total=steps_per_epoch(loader), desc="eval", unit="batch",
+        loader, total=steps_per_epoch(loader), desc=desc or split, unit="batch",
         disable=not progress_enabled(progress), leave=False, file=sys.stderr,
     )  # fmt: skip
     for batch in bar:
