@@ -27,7 +27,7 @@ def rows(path) -> list[dict]:
 def test_the_run_folder_keeps_the_console_log(tmp_path, capsys, monkeypatch):
     import deeper.runtime
 
-    monkeypatch.setattr(deeper.runtime, "cpu_slowdown", lambda dtype: 8.0)
+    monkeypatch.setattr(deeper.runtime, "cpu_slowdown", lambda dtype, engine="torch": 8.0)
     out = tmp_path / "r"
     code, stdout, err = run(
         capsys, "train", "--data", "digits", "--model", "lenet5", "--epochs", "2", "--amp", "fp16",
@@ -152,21 +152,33 @@ def test_float16_on_a_cpu_that_emulates_it_gets_a_notice(tmp_path, capsys, monke
     out = tmp_path / "r"
     fit(TrainConfig(**TINY, epochs=1, max_steps=2, out=str(out)))
     capsys.readouterr()
-    monkeypatch.setattr(deeper.runtime, "cpu_slowdown", lambda dtype: 12.5)
+    monkeypatch.setattr(deeper.runtime, "cpu_slowdown", lambda dtype, engine="torch": 12.5)
     code, _, err = run(capsys, "eval", "--weights", str(out), "--dtype", "float16", "--device", "cpu")
     assert code == 0 and "float16 on the CPU is slow on this machine" in err and "12.5x slower" in err
     code, _, err = run(capsys, "eval", "--weights", str(out), "--dtype", "float32", "--device", "cpu")
     assert code == 0 and "slow" not in err
-    monkeypatch.setattr(deeper.runtime, "cpu_slowdown", lambda dtype: 0.6)  # a CPU with float16 units
+    monkeypatch.setattr(
+        deeper.runtime, "cpu_slowdown", lambda dtype, engine="torch": 0.6
+    )  # a CPU with float16 units
     code, _, err = run(capsys, "eval", "--weights", str(out), "--dtype", "float16", "--device", "cpu")
     assert code == 0 and "slow" not in err
 
 
-def test_cpu_slowdown_is_measured_once():
+def test_cpu_slowdown_is_measured_once_and_numpy_float16_is_slow():
     from deeper.runtime import cpu_slowdown
 
     factor = cpu_slowdown(torch.float16)
     assert factor > 0 and cpu_slowdown(torch.float16) == factor
+    assert cpu_slowdown(torch.float16, "numpy") > 3  # NumPy has no float16 matrix kernels
+
+
+def test_the_scratch_engine_in_float16_gets_the_notice(tmp_path, capsys):
+    code, _, err = run(
+        capsys, "train", "--engine", "numpy", "--dtype", "float16", "--data", "digits", "--model", "mlp",
+        "--epochs", "1", "--max-steps", "2", "--out", str(tmp_path / "r"), "--no-progress", "--no-tensorboard",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "training in float16 in NumPy is slow on this machine" in err
 
 
 # ----------------------------------------------------------------- quantized and pruned weights

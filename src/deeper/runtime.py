@@ -42,58 +42,76 @@ SLOW_FACTOR = 1.5
 
 
 @functools.cache
-def cpu_slowdown(dtype: torch.dtype) -> float:
-    """How many times slower than float32 a small convolutional forward pass runs in ``dtype`` on this CPU.
+def cpu_slowdown(dtype: torch.dtype, engine: str = "torch") -> float:
+    """How many times slower than float32 ``dtype`` computes on this CPU: a small convolutional forward
+    pass in torch, a matrix product in NumPy (``engine="numpy"``, the from-scratch engine).
 
-    Measured once per process (a few milliseconds): float16 is fast on CPUs with float16
-    vector or matrix units and many times slower on the others, which emulate it.
+    Measured once per process (milliseconds): float16 is fast on CPUs with float16 vector or
+    matrix units and many times slower on the others, which emulate it; NumPy has no float16
+    matrix kernels at all.
     """
-    conv = torch.nn.Sequential(
-        torch.nn.Conv2d(8, 16, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Flatten(),
-        torch.nn.Linear(16 * 64, 10),
-    ).eval()
-    x = torch.rand(32, 8, 8, 8)
+    if engine == "numpy":
+        import numpy as np
+
+        a, b = np.random.default_rng(0).random((2, 64, 128))
+
+        def run(dt: torch.dtype):
+            name = str(dt).removeprefix("torch.")
+            x, y = a.astype(name), b.T.astype(name)
+            return lambda: x @ y
+
+    else:
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(8, 16, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Flatten(),
+            torch.nn.Linear(16 * 64, 10),
+        ).eval()
+        x = torch.rand(32, 8, 8, 8)
+
+        def run(dt: torch.dtype):
+            n, xx = net.to(dt), x.to(dt)
+            return lambda: n(xx)
 
     def seconds(dt: torch.dtype) -> float:
-        net, xx = conv.to(dt), x.to(dt)
+        step = run(dt)
         with torch.inference_mode():
-            net(xx)  # warm-up: kernels chosen, memory allocated
+            step()  # warm-up: kernels chosen, memory allocated
             best = float("inf")
             for _ in range(3):
                 t = time.perf_counter()
-                net(xx)
+                step()
                 best = min(best, time.perf_counter() - t)
         return best
 
     try:
         slow = seconds(dtype)
-    except RuntimeError:  # no kernel for this precision on this CPU at all
+    except (RuntimeError, TypeError):  # no kernel for this precision on this CPU at all
         return float("inf")
     return slow / max(seconds(torch.float32), 1e-9)
 
 
 def precision_notice(
-    dtype: str | torch.dtype, device: str | torch.device, *, what: str = "evaluating"
+    dtype: str | torch.dtype, device: str | torch.device, *, what: str = "evaluating", engine: str = "torch"
 ) -> None:
     """A notice when ``dtype`` on ``device`` is a slow choice on this machine (float16 on a CPU that
-    emulates it): the figures are that precision's, the time is not what the precision buys elsewhere."""
+    emulates it, float16 in NumPy): the figures are that precision's, the time is not what it buys elsewhere."""
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)
     if torch.device(device).type != "cpu" or dtype not in (torch.float16, torch.bfloat16):
         return
-    factor = cpu_slowdown(dtype)
+    factor = cpu_slowdown(dtype, engine)
     if factor >= SLOW_FACTOR:
         name = str(dtype).removeprefix("torch.")
+        where = "in NumPy" if engine == "numpy" else "on the CPU"
         times = (
             "has no kernels for it"
             if factor == float("inf")
             else f"runs it {factor:.1f}x slower than float32"
         )
         notice(
-            f"{what} in {name} on the CPU is slow on this machine (its CPU {times}): "
-            f"expect {name}'s accuracy, not its speed"
+            f"{what} in {name} {where} is slow on this machine ({'NumPy' if engine == 'numpy' else 'its CPU'} "
+            f"{times}): expect {name}'s accuracy, not its speed"
         )
 
 

@@ -64,7 +64,11 @@ def run_eval(args, out) -> dict:
     args.data = data_of(args)
 
     if args.engine != "torch":  # the from-scratch engine (issue 5): its device is its array module
+        from deeper.runtime import precision_notice
         from deeper.scratch.trainer import evaluate_weights_scratch
+
+        if args.engine == "numpy":
+            precision_notice(args.dtype, "cpu", engine="numpy")
 
         r = evaluate_weights_scratch(
             args.weights, args.data, model=args.model, dtype=args.dtype, split=args.split,

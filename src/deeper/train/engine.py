@@ -254,7 +254,7 @@ class StepLosses:
             delta = {k: v - prev.get(k, 0.0) for k, v in now.items()}
             try:
                 figures = self.task.summarize(delta, count - prev_count)
-            except (KeyError, ZeroDivisionError):  # a step that added nothing to some sum
+            except (KeyError, ZeroDivisionError, TypeError, ValueError):  # a step that added nothing to a sum
                 figures = {}
             row = {"step": step, "epoch": epoch}
             row.update({n: figures[n] for n in self.names if isinstance(figures.get(n), float)})

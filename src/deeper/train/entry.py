@@ -41,8 +41,11 @@ def fit(
     if cfg.engine != "torch":  # the from-scratch engine (issue 5)
         if callbacks:
             raise ConfigError(f"callbacks run in the torch engine, not --engine {cfg.engine}")
+        from deeper.runtime import precision_notice
         from deeper.scratch.trainer import fit_scratch
 
+        if cfg.engine == "numpy":
+            precision_notice(cfg.speed.dtype or "float32", "cpu", what="training", engine="numpy")
         return fit_scratch(cfg, resume=resume, log=log)
     if cfg.ensemble.members > 1:
         from deeper.train.ensemble import train_ensemble
