@@ -234,6 +234,12 @@ def test_a_quantized_model_is_evaluated_and_used_by_eval_and_predict(method, tra
     assert sum(a == b for a, b in zip(dense, quantized)) >= 0.9 * len(files)
     model = deeper.load(q)  # the Python API takes it too, on the CPU whatever it is moved to
     assert model.to("cpu").predict(files[:2])[0]["label"] == quantized[0]
+    from pathlib import Path
+
+    from deeper.app.models import ServedModel
+
+    served = ServedModel(q)  # and deeper serve
+    assert served.answer(Path(files[0]), tmp_path)["answer"]["label"] == quantized[0]
     code, _, err = run(capsys, "eval", "--weights", str(q), "--dtype", "float16")
     assert code == 1 and "computes in its own precision" in err and len(err.strip().splitlines()) == 1
 
