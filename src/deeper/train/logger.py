@@ -133,7 +133,8 @@ class ConsoleLog:
         stamped = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n"
         if self.file is None:
             self.pending.append(stamped)
-        else:
+            return
+        with contextlib.suppress(OSError):  # a full disk: the log is lost, not the run (checkpoints say why)
             self.file.write(stamped)
             self.file.flush()
 
@@ -148,13 +149,15 @@ class ConsoleLog:
 
     def open(self, run_dir: str | os.PathLike) -> None:
         self.file = open(Path(run_dir) / "console.log", "a", encoding="utf-8")  # noqa: SIM115 (closed by close)
-        self.file.writelines(self.pending)
-        self.file.flush()
-        self.pending = []
+        lines, self.pending = self.pending, []
+        with contextlib.suppress(OSError):  # a full disk: the log is lost, not the run
+            self.file.writelines(lines)
+            self.file.flush()
 
     def close(self) -> None:
         if self.file is not None:
-            self.file.close()
+            with contextlib.suppress(OSError):
+                self.file.close()
             self.file = None
 
 
