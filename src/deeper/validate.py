@@ -119,6 +119,7 @@ RANGES: dict[str, Range] = {
     "fold": count(0, 999),
     # evaluation, inference and galleries
     "top": count(1, 1000),
+    "beam": count(1, 64),  # beam width of a captioning model's search
     "max": count(1, 10_000),
     "columns": count(1, 100),
     "images": count(1, 1000),
@@ -142,6 +143,13 @@ RANGES: dict[str, Range] = {
     "episodes": count(1, 100_000),
     "epsilon": fraction(open_high=False),
     "gif_frames": count(1, 100_000),
+    # image to image (deeper stylize)
+    "size": count(16, 2048),  # longer side of a stylised image, pixels
+    "style_weight": nonnegative(1e9),
+    # image generation (deeper generate)
+    "samples": count(1, 10_000),  # images generated
+    "label": count(0, 99_999),  # class of a class-conditional generator
+    "guidance": nonnegative(100.0),  # classifier-free guidance scale
     # deeper serve
     "port": count(0, 65_535),  # 0: any free port
     "threads": count(1, 256),

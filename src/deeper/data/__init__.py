@@ -5,7 +5,7 @@
 >>> x, y = next(iter(BatchLoader(train, 32, shuffle=True)))
 """
 
-from deeper.data import cifar, digits, mnist, scenes  # noqa: F401  (register the datasets)
+from deeper.data import cifar, digits, mnist, photos, scenes  # noqa: F401  (register the datasets)
 from deeper.data.dataset import ImageDataset
 from deeper.data.loader import BatchLoader, BatchTransform
 from deeper.data.registry import (

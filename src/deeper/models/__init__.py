@@ -10,10 +10,13 @@
 from deeper.models import (  # noqa: F401
     alexnet,
     binary,
+    caption,
     deep_convnet,
     densenet,
     detect,
+    generate,
     googlenet,
+    image2image,
     lenet,
     mlp,
     nopool,
