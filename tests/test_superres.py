@@ -248,3 +248,28 @@ def test_bad_images_are_one_line_errors(trained, tmp_path, capsys):
     Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "grey.png")
     with pytest.raises(DataError, match="a grey image; these weights read colour"):
         read_image(tmp_path / "grey.png", channels=3)
+
+
+def test_srgan_weights_upscale_through_predict(tmp_path, capsys):
+    from deeper.cli import main
+
+    r = fit(TrainConfig(task="srgan", **get_task_class("srgan").dry_run, **QUIET, out=str(tmp_path / "g")))
+    assert {"test_psnr", "test_ssim", "bicubic_psnr"} <= set(r)
+    rgb = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    assert (
+        main(
+            [
+                "predict",
+                "--weights",
+                r["run_dir"],
+                str(tmp_path / "a.png"),
+                "-o",
+                str(tmp_path / "o"),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["predictions"][0]
+    assert answer["scale"] == 4 and Image.open(answer["output"]).size == (120, 80)
