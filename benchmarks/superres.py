@@ -246,7 +246,7 @@ def figures(out: Path, folder: Path, results: dict) -> None:
 
     x4 = [n for n in ("srcnn-x4-residual", "espcn-x4", "srresnet-x4", "srresnet-x4-residual") if n in results]
     if x4:
-        labels = [f"{n.split('-')[0]} {results[n]['test_psnr']:.2f} dB" for n in x4]
+        labels = [f"{n.replace('-x4', '')} {results[n]['test_psnr']:.2f} dB" for n in x4]
         image_grid(
             row_of(x4, labels), folder / "i2i_sr_x4.png", title="x4 on held-out photographs (test PSNR on Y)"
         )
@@ -260,11 +260,13 @@ def figures(out: Path, folder: Path, results: dict) -> None:
             folder / "i2i_srgan.png",
             title=f"{r} (MSE) and {g} (perceptual + adversarial), x4",
         )
-    sr = [n for n in results if results[n].get("task") != "classify" and "test_psnr" in results[n]]
-    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    sr = [
+        n for n in results if results[n].get("task") != "classify" and results[n].get("test_psnr") is not None
+    ]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
     gains = [results[n]["test_psnr"] - results[n]["test_bicubic_psnr"] for n in sr]
     ax.bar(range(len(sr)), gains, color=["#4c72b0" if g >= 0 else "#c44e52" for g in gains])
-    ax.set_xticks(range(len(sr)), sr, rotation=20, fontsize=7)
+    ax.set_xticks(range(len(sr)), sr, rotation=35, ha="right", fontsize=7)
     ax.axhline(0, color="k", lw=0.6)
     ax.set_ylabel("PSNR gain over bicubic, dB")
     ax.set_title(f"held-out photographs, Y channel ({machine().split(',')[0]})", fontsize=8)
