@@ -40,7 +40,7 @@ CLASSIFIER = {"model": "lenet5", "epochs": 2, "recipe": "fast"}
 #: configuration -> training options (a dataset's rows are "<data>-<name>"), fixed before any was run
 CONFIGS: dict[str, dict] = {
     "dcgan": dict(
-        task="generate", model="dcgan", model_kwargs={"width": 32, "d_width": 32, "latent": 64}, epochs=1,
+        task="generate", model="dcgan", model_kwargs={"width": 32, "d_width": 32, "latent": 64}, epochs=5,
         batch_size=64, lr=2e-4, schedule="constant", optimizer="adam",
         task_args={"conditional": False, "test_samples": 10000, "val_samples": 1000},
     ),
@@ -56,8 +56,8 @@ CONFIGS: dict[str, dict] = {
     ),
     "ddpm": dict(
         task="diffusion", model="ddpm-unet", model_kwargs={"width": 16, "mults": [1, 2, 2], "dropout": 0.0},
-        subset=20000, epochs=1, batch_size=64, lr=2e-3, schedule="onecycle", optimizer="adam", ema=0.995,
-        task_args={"conditional": True, "guidance": 2.0, "ddim_steps": 10, "test_samples": 1000,
+        epochs=2, batch_size=64, lr=2e-3, schedule="onecycle", optimizer="adam", ema=0.999,
+        task_args={"conditional": True, "guidance": 2.0, "ddim_steps": 20, "test_samples": 2000,
                    "val_samples": 100},
     ),
 }  # fmt: skip

@@ -292,7 +292,6 @@ class GanTask(GenerationTask):
         real = x * 2 - 1
         n = real.shape[0]
         labels = self.labels_for(y)
-        both_labels = None if labels is None else torch.cat([labels, labels])
         z = torch.randn(n, self.latent, device=real.device)
         sums = {}
         if (
@@ -313,10 +312,13 @@ class GanTask(GenerationTask):
                 stepper.update("G", loss_g, state)
                 sums.update(loss_g=loss_g.detach() * n, g_count=torch.tensor(float(n)))
             return StepOutput(loss_d.detach(), sums, n)
-        with stepper.autocast():  # the discriminator's turn (one forward of real and generated images)
-            fake = g(z, labels)
-            logits = d(torch.cat([real, fake.detach()]), both_labels).float()
-            loss_d = d_loss_gan(logits[:n], logits[n:])
+        with (
+            stepper.autocast()
+        ):  # the discriminator's turn: real and generated images in batches of their own
+            fake = g(
+                z, labels
+            )  # (as the paper's code: batch norm never mixes them, so D cannot read one batch's
+            loss_d = d_loss_gan(d(real, labels).float(), d(fake.detach(), labels).float())  # statistics)
         stepper.update("D", loss_d, state)
         with stepper.autocast():  # the generator's turn: make the discriminator say "real"
             loss_g = g_loss_gan(d(fake, labels).float())
