@@ -127,6 +127,17 @@ def test_resume_drops_the_steps_logged_after_the_checkpoint(tmp_path):
     assert [int(r["step"]) for r in steps] == list(range(1, 12)) and "9.0" not in {r["loss"] for r in steps}
 
 
+def test_a_diverging_run_leaves_the_losses_that_led_to_it(tmp_path):
+    from deeper.errors import DivergedError
+
+    out = tmp_path / "r"
+    with pytest.raises(DivergedError, match="at step"):
+        fit(TrainConfig(**dict(TINY, model="deep-convnet"), optimizer="sgd", lr=1e6, epochs=1, out=str(out)))
+    steps = rows(out / "steps.csv")
+    assert steps and float(steps[-1]["loss"]) > float(steps[0]["loss"])  # the losses before the NaN
+    assert "error: " in (out / "console.log").read_text().splitlines()[-1]
+
+
 # ----------------------------------------------------------------- progress bars
 
 

@@ -207,6 +207,7 @@ def _run_locked(
         else None,
         world_size=run.world_size,
         task=run.task,
+        flush=steps.flush,
     )
     run_epochs(
         run, state, hooks, cbs=cbs, logger=logger, log=log, checkpoint=checkpoint, run_dir=run_dir, stop=stop
@@ -304,6 +305,7 @@ class EpochHooks:
     after_callbacks: Callable[[], None] | None = None  # e.g. take up a rate a callback changed
     world_size: int = 1
     task: Task | None = None  # whose metrics the epoch line shows (None: classification's)
+    flush: Callable[[], None] | None = None  # write what is logged per step (before a failure ends the run)
 
 
 def run_epochs(
@@ -349,6 +351,8 @@ def run_epochs(
         logger.close()
         raise interrupted(state, run_dir) from None
     except BaseException:
+        if hooks.flush is not None:  # the steps up to a diverging one are what explains it
+            hooks.flush()
         logger.close()
         raise
     for cb in cbs:
