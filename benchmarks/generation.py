@@ -122,6 +122,38 @@ def references(data: str, clf: str, n: int, args) -> list[dict]:
     return rows
 
 
+@torch.no_grad()
+def at_size(data: str, run: Path, clf: str, n: int, args) -> dict:
+    """A GAN's FID with ``n`` samples against ``n`` test images, and the floor of that size (to set beside a row
+    scored with fewer samples: FID grows as the sample shrinks)."""
+    from deeper.data import get_dataset_spec, load_dataset
+    from deeper.generate.features import load_classifier
+    from deeper.generate.scores import fid_kid
+    from deeper.tasks.generate import load_generator, sample
+
+    feats = load_classifier(clf, data, get_dataset_spec(data).image_shape)
+    g, meta = load_generator(run / "model.safetensors")
+    test = load_dataset(data, "test", data_dir=args.data_dir).images[:n].float() / 255
+    train = load_dataset(data, "train", data_dir=args.data_dir).images[:n].float() / 255
+    fake = sample(None, g, meta, n, seed=12345)
+    fid, floor = fid_kid(feats, test, fake)["fid"], fid_kid(feats, test, train)["fid"]
+    return {"samples": n, "fid": fid, "fid_floor": floor, "fid_over_floor": fid / floor}
+
+
+@torch.no_grad()
+def reader_ceiling(clf: str, n: int, args) -> dict:
+    """The text-to-image reader on real scenes-cap test scenes with their own captions (caption ``i mod 6``)."""
+    from deeper.data.scenes import load_scenes
+    from deeper.generate.features import load_classifier
+    from deeper.generate.text import prompt_matches
+
+    feats = load_classifier(clf, "mnist", (1, 28, 28))
+    ds = load_scenes("scenes-cap", "test", n=n, data_dir=args.data_dir)
+    prompts = [caps[i % len(caps)] for i, caps in enumerate(ds.captions)]
+    ok = prompt_matches(ds.images.float() / 255, prompts, feats, ds.classes)
+    return {"scenes": n, "match": sum(ok) / n, "classifier_accuracy": feats.accuracy}
+
+
 def train_row(data: str, name: str, clf: str, out: Path, args) -> dict:
     from deeper.train import TrainConfig, fit
 
@@ -155,6 +187,7 @@ def train_row(data: str, name: str, clf: str, out: Path, args) -> dict:
         "within_15_minutes": r["train_seconds"] <= 900, "options": {k: v for k, v in opts.items() if k != "task_args"}
         | {"task_args": {k: v for k, v in opts["task_args"].items() if k != "classifier"}},
         "run": str(run), "figures": r.get("figures", []),
+        "at_2000": at_size(data, run, clf, 2000, args) if opts["task"] == "generate" and not args.quick else None,
     }  # fmt: skip
 
 
@@ -220,6 +253,7 @@ def main(argv=None) -> int:
             if args.images:
                 for fig in row["figures"]:
                     shutil.copy(fig, Path(args.images) / f"generation_{data}_{name}_{Path(fig).name}")
+    reader = reader_ceiling(classifiers["mnist"]["run"], 500, args) if "mnist" in classifiers else None
     text = None
     if args.text:
         clf = classifiers.get("digits" if args.quick else "mnist", {}).get("run")
@@ -238,7 +272,7 @@ def main(argv=None) -> int:
     result = {
         "benchmark": "generation", "machine": machine(), "torch": torch.__version__,
         "feature_network": "LeNet-5 trained here on the same dataset (input of its last layer, 84 features)",
-        "classifiers": classifiers, "references": refs, "rows": rows, "text_to_image": text,
+        "classifiers": classifiers, "references": refs, "rows": rows, "text_to_image": text, "reader": reader,
         "seconds": time.perf_counter() - started,
     }  # fmt: skip
     path = write_result(args.output or RESULTS / "generation.json", result)
