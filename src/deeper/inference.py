@@ -34,7 +34,7 @@ def load_for_inference(
     weights: str | os.PathLike, model: str | None = None, *, device: str = "auto", dtype: str = "float32"
 ) -> tuple[nn.Module, dict]:
     """The model of ``weights`` (a file or a run folder) in eval mode, cast to ``dtype`` on ``device``."""
-    from deeper.accel.quantize import quantized_method
+    from deeper.accel.quantized import quantized_method
     from deeper.models.weights import weights_file
 
     net, meta = model_from_weights(weights_file(weights), model)

@@ -133,7 +133,7 @@ def model_from_weights(
 ) -> tuple[nn.Module, dict[str, str]]:
     """Rebuild a model from a weights file; ``name`` (if given) must agree with the file's metadata."""
     name, kwargs, state, meta = read_model_spec(path, name, **overrides)
-    from deeper.accel.quantize import load_quantized, quantized_method
+    from deeper.accel.quantized import load_quantized, quantized_method
 
     if quantized_method(meta) is not None:  # written by `deeper quantize`: int8, int4 or 1-bit weights
         return load_quantized(path, name, kwargs, meta), meta
