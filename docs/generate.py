@@ -246,6 +246,200 @@ def tasks() -> str:
     )
 
 
+# ----------------------------------------------------------------------------- image to image (docs/image2image.md)
+
+
+def rows_table(name: str) -> str:
+    """The ``rows`` of a results file as written by its benchmark (every cell formatted there)."""
+    rows = load(name)["rows"]
+    keys = list(rows[0])
+    return table(keys, [[r.get(k, "") for k in keys] for r in rows])
+
+
+@renderer("i2i-superres")
+def i2i_superres() -> str:
+    return rows_table("superres") + source("superres", "python benchmarks/superres.py --figures docs/images")
+
+
+@renderer("i2i-restore")
+def i2i_restore() -> str:
+    cmd = "python benchmarks/restore.py --data-dir ../shared/datasets --figures docs/images"
+    return rows_table("restore") + source("restore", cmd)
+
+
+@renderer("i2i-style")
+def i2i_style() -> str:
+    return rows_table("style") + source("style", "python benchmarks/style.py --figures docs/images")
+
+
+@renderer("i2i-targets")
+def i2i_targets() -> str:
+    """The issue's targets against the measured figures, met or not, from the three results files."""
+    sr, rs, st = load("superres")["results"], load("restore")["results"], load("style")["results"]
+    rows = []
+
+    def row(what: str, target: str, measured: str, met: bool | None) -> None:
+        rows.append([what, target, measured, "-" if met is None else ("yes" if met else "**no**")])
+
+    def gain(name: str) -> float:
+        return sr[name]["test_psnr"] - sr[name]["test_bicubic_psnr"]
+
+    for name in sr:
+        need = 2.0 if name.startswith("srcnn-x2") else 1.5 if name.startswith("espcn-x3") else None
+        if need is not None:
+            r = sr[name]
+            row(f"`{name}`: PSNR over bicubic, trained <= 15 min", f">= +{need:.1f} dB",
+                f"{gain(name):+.2f} dB in {r['train_seconds']:.0f} s", gain(name) >= need and r["train_seconds"] <= 900)  # fmt: skip
+    x4 = [n for n in ("srcnn-x4-residual", "espcn-x4") if n in sr]
+    for name in (n for n in sr if n.startswith("srresnet-x4") and x4):
+        ahead = sr[name]["test_psnr"] - max(sr[n]["test_psnr"] for n in x4)
+        row(f"`{name}` ahead of SRCNN and ESPCN x4", "> 0 dB", f"{ahead:+.2f} dB", ahead > 0)
+    for name in (n for n in sr if n.startswith("srgan-x4")):
+        base = name.replace("srgan", "srresnet")
+        if base in sr:
+            cost = sr[name]["test_psnr"] - sr[base]["test_psnr"]
+            row(f"`{name}`: PSNR cost against `{base}`", "shown", f"{cost:+.2f} dB", None)
+    for name, r in rs.items():
+        if name.endswith("-photos"):
+            t = r["test"]
+            g = t["psnr"] - t["baseline_psnr"]
+            row(f"`{name}`: PSNR over the best simple repair", ">= +3.0 dB", f"{g:+.2f} dB", g >= 3.0)
+    for name, r in st.items():
+        t = r["test"]
+        if name.startswith("gatys"):
+            drop, secs, sim = 1 / t["heldout_style"], r["train_seconds"], t["content_ssim"]
+            row(f"`{name}`: time, held-out style loss down, content SSIM", "<= 180 s, >= 10x, >= 0.3",
+                f"{secs:.0f} s, {drop:.1f}x, {sim:.3f}", secs <= 180 and drop >= 10 and sim >= 0.3)  # fmt: skip
+        elif r.get("inference_img_per_s_512") is not None:
+            rate = r["inference_img_per_s_512"]
+            row(f"`{name}`: 512 px inference", ">= 10 img/s", f"{rate:.1f} img/s", rate >= 10)
+    return table(["what", "target", "measured", "met"], rows, "llll")
+
+
+# ----------------------------------------------------------------------------- captioning (docs/captioning.md)
+
+CAPTION_CMD = "python benchmarks/captioning.py --eval-scenes 500 --figures docs/images"
+
+
+@renderer("captioning")
+def captioning() -> str:
+    """Every configuration, each decoding: test BLEU-1/4, CIDEr-D and meaning, with the training time."""
+    r = load("captioning")
+    rows = []
+    for e in r["results"]:
+        idle = e.get("train_seconds_idle")
+        for k, s in e["decodings"].items():
+            width = int(k.removeprefix("beam"))
+            rows.append([
+                f"`{e['config']}`", e["data"], "greedy" if width == 1 else f"beam {width}", f"{e['params']:,}",
+                e["epochs"], f"{e['train_seconds'] / 60:.1f} min", "-" if idle is None else f"{idle / 60:.1f} min",
+                f"{s['bleu1']:.3f}", f"{s['bleu4']:.3f}", f"{s['cider']:.3f}", pct(s["meaning_accuracy"], 1),
+            ])  # fmt: skip
+    header = ["run", "data", "decoding", "parameters", "epochs", "training (measured)", "(idle CPU)",
+              "BLEU-1", "BLEU-4", "CIDEr-D", "meaning"]  # fmt: skip
+    tests = sorted({e["options"]["task_args"].get("test_scenes") or 2000 for e in r["results"]})
+    a = r["anchor"]
+    note = (f"\n\nScored on the first {' / '.join(f'{t:,}' for t in tests)} test scenes of each dataset, against "
+            f"their six references.  Anchor: {a['model']} on {a['data']} reports BLEU-4 {a['bleu4']} (in "
+            "percent); no published score exists for these synthetic scenes.")  # fmt: skip
+    return table(header, rows, "lllrrrrrrrr") + note + source("captioning", CAPTION_CMD)
+
+
+@renderer("captioning-targets")
+def captioning_targets() -> str:
+    """The issue's targets against the measured figures (greedy decoding unless said), met or not."""
+    r = load("captioning")
+    by = {e["config"]: e for e in r["results"]}
+    limit = r["time_limit_seconds"]
+    rows = []
+    if "nic" in by:
+        e = by["nic"]
+        s = e["decodings"]["beam1"]
+        secs = min(e["train_seconds"], e.get("train_seconds_idle") or float("inf"))
+        rows.append(["`nic` on scenes-cap: BLEU-4, trained <= 15 min", ">= 0.90",
+                     f"{s['bleu4']:.3f} in {secs / 60:.1f} min", s["bleu4"] >= 0.90 and secs <= limit])  # fmt: skip
+        rows.append(["`nic` on scenes-cap: captions true of their scene", ">= 95%", pct(s["meaning_accuracy"], 1),
+                     s["meaning_accuracy"] >= 0.95])  # fmt: skip
+    if {"nic-hard", "sat-hard"} <= set(by):
+        a, b = by["sat-hard"]["decodings"]["beam1"], by["nic-hard"]["decodings"]["beam1"]
+        d = a["meaning_accuracy"] - b["meaning_accuracy"]
+        rows.append(["scenes-cap-hard: `sat-hard` ahead of `nic-hard` (meaning, same budget)", "> 0, by how much",
+                     f"{100 * d:+.1f} points (BLEU-4 {a['bleu4'] - b['bleu4']:+.3f}, CIDEr-D "
+                     f"{a['cider'] - b['cider']:+.3f})", d > 0])  # fmt: skip
+    for name, e in by.items():
+        g, w = e["decodings"]["beam1"], e["decodings"]["beam5"]
+        rows.append([f"`{name}`: beam 5 against greedy", "shown",
+                     f"meaning {100 * (w['meaning_accuracy'] - g['meaning_accuracy']):+.1f} points, "
+                     f"BLEU-4 {w['bleu4'] - g['bleu4']:+.3f}", None])  # fmt: skip
+    cells = [[w, t, m, "-" if ok is None else ("yes" if ok else "**no**")] for w, t, m, ok in rows]
+    return table(["what", "target", "measured", "met"], cells, "llll")
+
+
+# ----------------------------------------------------------------------------- image generation (docs/generation.md)
+
+
+@renderer("generation")
+def generation() -> str:
+    """FID/KID of the generators against the floor and the bad references, in a classifier trained here."""
+    r = load("generation")
+    clf = "; ".join(
+        f"{d}: LeNet-5, {c['epochs']} epochs, {pct(c['test_accuracy'])} test accuracy"
+        for d, c in r["classifiers"].items()
+    )
+    refs = [
+        [x["dataset"], x["set"], f"{x['samples']:,}", f"{x['fid']:.3f}", f"{x['kid']:.4f}"]
+        for x in r["references"]
+    ]
+    rows = []
+    for x in r["rows"]:
+        cov = f"{100 * x['class_min']:.1f}-{100 * x['class_max']:.1f}%"
+        if x["coverage_target_met"] is not None:
+            cov += " (8-12%: " + ("yes" if x["coverage_target_met"] else "**no**") + ")"
+        met = "yes" if x["fid_target_met"] else "**no**"
+        rows.append([
+            x["dataset"], x["model"], f"{x['samples']:,}", f"{x['test_fid']:.3f}", f"{x['fid_floor']:.3f}",
+            f"{x['fid_over_floor']:.1f}x (target {x['target_over_floor']:g}x: {met})", f"{x['test_kid']:.4f}", cov,
+            f"{x['train_seconds'] / 60:.1f} min ({x['steps']:,} steps)",
+        ])  # fmt: skip
+        if x.get("at_2000"):
+            a = x["at_2000"]
+            rows.append([x["dataset"], f"{x['model']}, the same weights", f"{a['samples']:,}", f"{a['fid']:.3f}",
+                         f"{a['fid_floor']:.3f}", f"{a['fid_over_floor']:.1f}x", "", "", ""])  # fmt: skip
+    return (
+        f"Feature network: {clf} (the input of its last layer, 84 features).\n\n"
+        + table(["data", "set", "samples", "FID", "KID"], refs, "llrrr")
+        + "\n\n"
+        + table(
+            [
+                "data",
+                "model",
+                "samples",
+                "FID",
+                "floor",
+                "FID / floor",
+                "KID",
+                "classes (rarest-commonest)",
+                "training",
+            ],
+            rows,
+            "llrrrlrll",
+        )  # fmt: skip
+        + reader_line(r.get("reader"))
+        + source("generation", "DEEPER_DATA=../shared/datasets python benchmarks/generation.py")
+    )
+
+
+def reader_line(reader: dict | None) -> str:
+    if not reader:
+        return ""
+    return (
+        f"\n\nThe text-to-image reader (ink blobs, MNIST-format crops, the MNIST LeNet-5 above at "
+        f"{pct(reader['classifier_accuracy'])}) finds the prompt true on {pct(reader['match'], 1)} of "
+        f"{reader['scenes']:,} real `scenes-cap` test scenes with their own captions: the ceiling of "
+        "`test_prompt_match` with this reader."
+    )
+
+
 # ----------------------------------------------------------------------------- the README's headline
 
 
