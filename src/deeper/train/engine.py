@@ -26,7 +26,7 @@ import torch
 from deeper.errors import ConfigError, DeeperError
 from deeper.fileio import RunLock, write_text_atomic
 from deeper.models import count_parameters, save_weights
-from deeper.runtime import listening, notice, rng_state, set_rng_state
+from deeper.runtime import listening, notice, rng_state, set_rng_state, tune_allocator
 from deeper.tasks.base import Metric, Task
 from deeper.train import average, regularize, schedule  # noqa: F401 (register their callbacks)
 from deeper.train.callbacks import Callback, callbacks_for
@@ -60,6 +60,9 @@ def run_engine(
     """
     cfg = cfg.resolved()
     from deeper.train.distributed import broadcast_object, init_distributed
+
+    if cfg.run.device in ("cpu", "auto"):
+        tune_allocator()  # the step's large tensors stay in the heap (see its docstring)
 
     world = init_distributed(cfg.run.device)  # None unless launched by torchrun with several processes
     if world is not None and not world.is_main:
