@@ -290,3 +290,15 @@ def classification_options_used(cfg) -> list[str]:
         "--folds": s.folds is not None, "--init-from": t.init_from is not None, "--freeze": t.freeze != "none",
     }  # fmt: skip
     return [k for k in CLASSIFICATION_OPTIONS if on[k]]
+
+
+#: the options every task on the multi-digit scenes takes (which digits make them, how many are scored)
+SCENE_OPTIONS: dict[str, TaskOption] = {
+    "source": TaskOption(
+        "",
+        "digits of the scenes: '' (the dataset's own) or 'digits' (scikit-learn's, offline)",
+        choices=("", "digits"),
+    ),
+    "val_scenes": TaskOption(0, "validation scenes (0: the dataset's 1,000)", low=0, high=10**6),
+    "test_scenes": TaskOption(0, "test scenes (0: the dataset's 2,000)", low=0, high=10**6),
+}

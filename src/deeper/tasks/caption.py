@@ -51,7 +51,7 @@ from deeper.data.loader import BatchLoader
 from deeper.errors import CheckpointError, ConfigError
 from deeper.models.caption.decode import Hypothesis, beam_search, greedy
 from deeper.models.caption.vocab import PAD_ID, Vocabulary
-from deeper.tasks.base import Metric, Nets, StepOutput, Task, TaskOption, register_task
+from deeper.tasks.base import SCENE_OPTIONS, Metric, Nets, StepOutput, Task, TaskOption, register_task
 from deeper.train.build import BuildContext, Built
 from deeper.train.parts import Parts
 
@@ -177,12 +177,7 @@ class CaptionTask(Task):
         "task_args": {"source": "digits", "val_scenes": 16, "test_scenes": 16, "figures": False},
     }
     options = {
-        "source": TaskOption(
-            "", "digits of the scenes: '' (the dataset's own) or 'digits' (scikit-learn's, offline)",
-            choices=("", "digits"),
-        ),
-        "val_scenes": TaskOption(0, "validation scenes (0: the dataset's 1,000)", low=0, high=10**6),
-        "test_scenes": TaskOption(0, "test scenes (0: the dataset's 2,000)", low=0, high=10**6),
+        **SCENE_OPTIONS,
         "beam": TaskOption(1, "beam width of the val/test captions (1: greedy decoding)", low=1, high=64),
         "max_len": TaskOption(24, "longest caption decoded, in tokens (with <end>)", low=1, high=256),
         "alpha_c": TaskOption(1.0, "weight of the doubly stochastic attention penalty (attention models)",

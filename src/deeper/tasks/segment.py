@@ -45,7 +45,7 @@ from torchmetrics import Metric as TorchMetric
 
 from deeper.data.loader import BatchLoader
 from deeper.errors import ConfigError, DataError
-from deeper.tasks.base import Metric, Nets, StepOutput, Task, TaskOption, register_task
+from deeper.tasks.base import SCENE_OPTIONS, Metric, Nets, StepOutput, Task, TaskOption, register_task
 from deeper.train.build import BuildContext, Built
 from deeper.train.parts import Parts
 
@@ -155,12 +155,7 @@ class SegmentationTask(Task):
         "task_args": {"source": "digits", "val_scenes": 16, "test_scenes": 16, "figures": False},
     }
     options = {
-        "source": TaskOption(
-            "", "digits of the scenes: '' (the dataset's own) or 'digits' (scikit-learn's, offline)",
-            choices=("", "digits"),
-        ),
-        "val_scenes": TaskOption(0, "validation scenes (0: the dataset's 1,000)", low=0, high=10**6),
-        "test_scenes": TaskOption(0, "test scenes (0: the dataset's 2,000)", low=0, high=10**6),
+        **SCENE_OPTIONS,
         "figures": TaskOption(True, "draw segmentation.png and iou_per_class.png into the run folder"),
         "preview": TaskOption(8, "test scenes drawn in segmentation.png", low=1, high=64),
     }  # fmt: skip
