@@ -270,9 +270,9 @@ def test_profile_command_png_and_json(tmp_path, capsys):
     share = r["share"]
     assert sum(share.values()) == pytest.approx(1.0)
     assert share["norm"] == 0 and min(share[k] for k in ("conv", "pool", "fc", "relu")) > 0  # no norm layers
-    # convolutions outweigh the two small fully connected layers many times over (measured ~30x; a
-    # margin no loaded machine flips, unlike conv against pooling, which the benchmark reports)
-    assert share["conv"] > 5 * share["fc"]
+    # convolutions outweigh the two small fully connected layers (~30x on an idle machine, ~2x seen
+    # on a machine loaded by other jobs; the ratio itself belongs to the benchmark, not a test)
+    assert share["conv"] > share["fc"]
     assert main(["profile", "--model", "deep-convnet", "--input", "1,2,2"]) == 1
     err = capsys.readouterr().err
     assert "too small" in err and "Traceback" not in err
