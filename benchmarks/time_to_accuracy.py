@@ -6,15 +6,19 @@ pipeline and memory layout differ:
 
 - ``baseline``: the pytorch/examples style: ``torchvision.datasets.MNIST`` with a
   per-sample ``ToTensor`` transform, ``torch.utils.data.DataLoader`` (shuffle, no
-  workers on the CPU, as pytorch/examples does), NCHW tensors;
-- ``deeper-nchw``: deeper's in-memory loader (one index per batch), NCHW;
-- ``deeper``: deeper's default: in-memory loader and channels-last layout.
+  workers on the CPU, as pytorch/examples does), NCHW tensors, float32;
+- ``deeper-nchw``: deeper's in-memory loader (one index per batch), NCHW, float32;
+- ``deeper-fp32``: deeper's loader and channels-last layout, float32;
+- ``deeper``: deeper's default: in-memory loader, channels-last layout, and ``--amp auto``
+  (bfloat16 autocast on the CPU families where it trains faster: ``deeper.hardware``).
 
 The test set is scored after every epoch (not timed); "time to target" is the
 training time until the first epoch whose test accuracy reaches ``--target``.
 
     python benchmarks/time_to_accuracy.py --data-dir ../shared/datasets
     python benchmarks/time_to_accuracy.py --quick --json      # throughput only, 100 steps per row
+    python benchmarks/time_to_accuracy.py --rows deeper --seeds 0,1,2,3,4 \
+        --first-seed-rows baseline,deeper-fp32 --output benchmarks/results/time_to_accuracy_amd.json
 """
 
 from __future__ import annotations
@@ -39,6 +43,13 @@ from deeper.tasks.classify import default_val_size
 from deeper.train import LoopState, TrainConfig, build_run, evaluate, train_one_epoch
 
 HERE = Path(__file__).resolve().parent
+#: what each row changes from deeper's defaults (the recipe's options are the same for all)
+ROWS: dict[str, dict] = {
+    "baseline": {"channels_last": False, "amp": "off"},
+    "deeper-nchw": {"channels_last": False, "amp": "off"},
+    "deeper-fp32": {"amp": "off"},
+    "deeper": {},
+}
 
 
 def torchvision_loader(root: Path, batch_size: int, seed: int, data_dir: str | None = None):
@@ -81,8 +92,7 @@ def run_row(
             run.model,
             task,
             loader,
-            run.optimizer,
-            scheduler=run.scheduler,
+            stepper=run.stepper,  # the engine's steps: its optimizer, schedule and --amp
             state=state,
             on_step=stop,
             progress=None,
@@ -102,6 +112,8 @@ def run_row(
     return {
         "name": name,
         "seed": cfg.seed,
+        "amp": run.amp.name if run.amp is not None else "off",
+        "channels_last": bool(getattr(run.train_loader, "channels_last", False)),
         "img_per_s": state.train_samples / state.train_seconds,
         "train_seconds": state.train_seconds,
         "steps": state.global_step,
@@ -137,7 +149,14 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0", help="comma-separated seeds; every row trains once per seed")
     p.add_argument("--target", type=float, default=0.994, help="test accuracy to time")
     p.add_argument("--quick", action="store_true", help="throughput only: 100 steps per row, no accuracy")
-    p.add_argument("--rows", default="baseline,deeper-nchw,deeper", help="comma-separated rows to run")
+    p.add_argument(
+        "--rows", default="baseline,deeper-nchw,deeper-fp32,deeper", help="comma-separated rows to run"
+    )
+    p.add_argument(
+        "--first-seed-rows", default="",
+        help="comma-separated rows trained for the first seed only (e.g. the baseline beside a "
+        "five-seed spread of the default)",
+    )  # fmt: skip
     p.add_argument(
         "--output", default=str(HERE / "results" / "time_to_accuracy.json"), help="JSON results file"
     )
@@ -160,12 +179,12 @@ def main(argv=None) -> int:
     rows = []
     seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        for seed, name in ((s, n) for s in seeds for n in args.rows.split(",")):
-            cfg = base.replace(seed=seed)
-            if name in ("baseline", "deeper-nchw"):
-                cfg = cfg.replace(channels_last=False)
-            elif name != "deeper":
-                p.error(f"unknown row {name!r}")
+        once = [n for n in args.first_seed_rows.split(",") if n]
+        plan = [(seeds[0], n) for n in once] + [(s, n) for s in seeds for n in args.rows.split(",") if n]
+        for seed, name in plan:
+            if name not in ROWS:
+                p.error(f"unknown row {name!r} (rows: {', '.join(ROWS)})")
+            cfg = base.replace(seed=seed, **ROWS[name])
             print(
                 f"{name}: {cfg.optim.epochs} epochs, batch {cfg.optim.batch_size}, {cfg.optim.optimizer} lr {cfg.optim.lr} {cfg.optim.schedule}",
                 file=sys.stderr,
@@ -197,14 +216,14 @@ def main(argv=None) -> int:
         "rows": rows,
     }
     print(
-        f"\nmachine: {result['machine']}\n{'row':12s} {'seed':>4s} {'img/s':>8s} {'vs base':>8s} {'train s':>8s} {'final acc':>9s} {'s to ' + str(args.target):>10s}"
+        f"\nmachine: {result['machine']}\n{'row':12s} {'seed':>4s} {'amp':>4s} {'img/s':>8s} {'vs base':>8s} {'train s':>8s} {'final acc':>9s} {'s to ' + str(args.target):>10s}"
     )
     for r in rows:
         acc = f"{r['final_test_accuracy']:.4f}" if r["final_test_accuracy"] is not None else "-"
         tt = f"{r['seconds_to_target']:.1f}" if r["seconds_to_target"] is not None else "-"
         sp = f"{r['speedup_vs_baseline']:.2f}x" if r["speedup_vs_baseline"] else "-"
         print(
-            f"{r['name']:12s} {r['seed']:4d} {r['img_per_s']:8.0f} {sp:>8s} {r['train_seconds']:8.1f} {acc:>9s} {tt:>10s}"
+            f"{r['name']:12s} {r['seed']:4d} {r['amp']:>4s} {r['img_per_s']:8.0f} {sp:>8s} {r['train_seconds']:8.1f} {acc:>9s} {tt:>10s}"
         )
     write_result(args.output, result, echo_json=args.json)
     return 0

@@ -160,8 +160,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     s = p.add_argument_group("speed (see docs/speed.md)")
     s.add_argument(
-        "--amp", choices=["off", "bf16", "fp16"], default=S,
-        help="mixed precision: autocast to bfloat16 or float16 (fp16 adds a grad scaler) [off]",
+        "--amp", choices=["off", "auto", "bf16", "fp16"], default=S,
+        help="mixed precision: autocast to bfloat16 or float16 (fp16 adds a grad scaler); auto: "
+        "bfloat16 on the CPU families where it trains faster (docs/speed.md), else off "
+        "[the recipe's: auto for fast, off for book]",
     )  # fmt: skip
     s.add_argument(
         "--compile", action=argparse.BooleanOptionalAction, default=S,

@@ -45,7 +45,7 @@ TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": t
 SUPPORTED_CALLBACKS = {"plateau"}
 #: options of the torch engine the scratch engine does not implement, with their "off" values
 UNSUPPORTED = {
-    "amp": ("off",),
+    "amp": ("off", "auto", None),  # auto: the scratch engine has its own --dtype
     "compile": (False,),
     "nproc": (1,),
     "augment": (None, "none"),

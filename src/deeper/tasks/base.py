@@ -137,6 +137,9 @@ class Task:
     unit: ClassVar[str] = "img"
     #: whether the task's steps are one forward, one loss and one update (CUDA graphs can replay them)
     automatic: ClassVar[bool] = True
+    #: whether ``--amp auto`` may train it in the CPU family's faster precision (deeper.hardware):
+    #: only tasks whose accuracy was measured in it
+    auto_amp: ClassVar[bool] = False
     #: training options (flat names) of a run of a few steps on tiny data: ``deeper train --dry-run``,
     #: and the contract test every registered task passes
     dry_run: ClassVar[dict] = {}

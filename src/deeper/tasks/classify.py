@@ -81,6 +81,7 @@ class ClassificationTask(Task):
     data_kind = "images"
     model_family = "classify"
     takes = frozenset(CLASSIFICATION_OPTIONS)
+    auto_amp = True  # measured: benchmarks/results/time_to_accuracy_amd.json
     dry_run = {
         "data": "digits",
         "subset": 80,

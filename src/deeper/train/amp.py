@@ -17,7 +17,7 @@ from deeper.errors import ConfigError
 from deeper.runtime import notice
 
 AMP_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
-AMP_CHOICES = ("off", *AMP_DTYPES)
+AMP_CHOICES = ("off", "auto", *AMP_DTYPES)
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,11 @@ class AmpPolicy:
     @property
     def enabled(self) -> bool:
         return self.dtype is not None
+
+    @property
+    def name(self) -> str:
+        """The ``--amp`` value this policy is: off, bf16 or fp16."""
+        return next((k for k, v in AMP_DTYPES.items() if v == self.dtype), "off")
 
     @property
     def needs_scaler(self) -> bool:
@@ -45,15 +50,28 @@ class AmpPolicy:
         return torch.amp.GradScaler(self.device_type) if self.needs_scaler else None
 
 
+def resolve_auto(name: str | None, device: torch.device | str, *, task_allows: bool = True) -> str | None:
+    """``--amp auto`` as this machine settles it (any other value unchanged): on the CPU, the precision
+    that wins on its family (:func:`deeper.hardware.cpu_choice`) where the task was measured in it
+    (``task_allows``); float32 on GPUs and for other tasks."""
+    if (name or "").lower() != "auto":
+        return name
+    if torch.device(device).type != "cpu" or not task_allows:
+        return "off"
+    from deeper.hardware import cpu_choice, cpu_info
+
+    return cpu_choice(cpu_info()).amp
+
+
 def amp_policy(name: str | None, device: torch.device | str) -> AmpPolicy:
-    """The policy for ``--amp name`` on ``device``.
+    """The policy for ``--amp name`` on ``device`` (``auto``: :func:`resolve_auto` first).
 
     Unknown names are a :class:`ConfigError`.  A precision the device cannot run
     in falls back to float32 with a one-line notice (never an error: the same
     command works on a laptop and on a GPU box).
     """
     device = torch.device(device)
-    key = (name or "off").lower()
+    key = (resolve_auto(name, device) or "off").lower()
     if key in ("off", "none", "fp32", "float32"):
         return AmpPolicy(None, device.type)
     if key not in AMP_DTYPES:

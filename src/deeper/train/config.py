@@ -47,11 +47,12 @@ RECIPES: dict[str, dict[str, object]] = {
         "epochs": 6,
         "schedule": "onecycle",
         "label_smoothing": 0.1,
+        "amp": "auto",  # bfloat16 autocast where the CPU family wins with it (deeper.hardware)
     },
 }
 #: Values for options that neither the user nor the recipe set.
 #: (``weight_decay`` falls back to the optimizer's own default: 0, or 0.01 for ``adamw``.)
-FALLBACKS: dict[str, object] = {"label_smoothing": 0.0}
+FALLBACKS: dict[str, object] = {"label_smoothing": 0.0, "amp": "off"}
 
 
 @dataclass
@@ -115,7 +116,7 @@ class TransferOptions:
 class SpeedOptions:
     """Speed (issue 6; docs/speed.md) and the scratch engine's precision (issue 5; docs/scratch.md)."""
 
-    amp: str = "off"  # off, bf16 or fp16: autocast (+ grad scaler for fp16)
+    amp: str | None = None  # off, auto, bf16 or fp16: autocast (+ grad scaler for fp16) [recipe; else off]
     compile: bool = False  # torch.compile the model (falls back to eager with a notice)
     cuda_graphs: bool = False  # replay forward+backward as a captured CUDA graph (deeper.train.graphs)
     channels_last: bool | None = None  # None: on for convolutional models on the CPU
@@ -253,8 +254,8 @@ class TrainConfig:
         for name in ("optimizer_kwargs", "schedule_kwargs"):
             plain_data(getattr(self.optim, name), name)
         s = self.speed
-        if s.amp not in ("off", "bf16", "fp16"):
-            raise ConfigError(f"--amp must be off, bf16 or fp16, got {s.amp!r}")
+        if s.amp not in (None, "off", "auto", "bf16", "fp16"):
+            raise ConfigError(f"--amp must be off, auto, bf16 or fp16, got {s.amp!r}")
         if s.cuda_graphs and s.compile:
             raise ConfigError("--cuda-graphs and --compile both change how steps launch; choose one")
         v = self.sampling.val_size

@@ -146,10 +146,12 @@ def _run_locked(
         logger.trim_steps(state.global_step)  # rows past the checkpoint belong to the abandoned tail
     n_params = count_parameters(run.model)
     o = cfg.optim
+    amp = ""
+    if run.amp is not None and run.amp.enabled:
+        amp = f", amp {run.amp.name}" + (" (auto: faster on this CPU family)" if cfg.speed.amp == "auto" else "")
     log(
         f"training {_describe_parts(run)} on {run.data_name} ({_sizes(run)}) on {run.device}"
-        f"{f' x {run.world_size} processes' if run.world_size > 1 else ''}"
-        f"{f', amp {cfg.speed.amp}' if run.amp is not None and run.amp.enabled else ''}"
+        f"{f' x {run.world_size} processes' if run.world_size > 1 else ''}{amp}"
         f"{f', task {cfg.task}' if cfg.task != 'classify' else ''}, recipe {cfg.recipe}: "
         f"{o.optimizer} lr {o.lr:g}, batch {o.batch_size}, {o.epochs} epochs, schedule {o.schedule} -> {run_dir}"
     )
@@ -450,7 +452,7 @@ def _finish(
     logger.close()
     result = run_result(
         cfg, state, test, stopped=stopped, started=started, params=n_params, device=str(run.device),
-        world_size=run.world_size, amp=cfg.speed.amp, run_dir=run_dir, weights=weights, task=task,
+        world_size=run.world_size, amp=run.amp.name if run.amp is not None else "off", run_dir=run_dir, weights=weights, task=task,
         model=run.model_name, data=run.data_name, **run.extras,
     )  # fmt: skip
     if run.is_main:

@@ -1,7 +1,8 @@
 """What ``config.yaml`` records beside the options: the values a run resolved and the versions that ran it.
 
 ``resolved``: what the options left to the machine became (the device, the validation split's size, the
-memory layout, the number of processes); ``versions``: deeper, torch, torchvision, Python and the git
+memory layout, the number of processes, the
+training precision ``--amp auto`` became); ``versions``: deeper, torch, torchvision, Python and the git
 commit of the source (when it is a checkout).  Both describe a run; neither is an option, so
 ``--resume`` and ``--config`` read past them.
 """
@@ -28,6 +29,7 @@ def resolved_values(run) -> dict:
         "val_size": len(val) if val is not None else 0,
         "channels_last": bool(layout) if layout is not None else None,
         "world_size": int(run.world_size),
+        "amp": run.amp.name if getattr(run, "amp", None) is not None else "off",
     }
 
 

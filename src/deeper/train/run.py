@@ -150,7 +150,7 @@ def check_fits(task: Task, cfg: TrainConfig) -> None:
 
 def build_run(cfg: TrainConfig) -> Run:
     """The task's parts and sources for a resolved config, with the engine's stepper and wrappers."""
-    from deeper.train.amp import amp_policy
+    from deeper.train.amp import amp_policy, resolve_auto
     from deeper.train.distributed import init_distributed, wrap_ddp
 
     task = create_task(cfg.task, cfg.task_args)
@@ -162,7 +162,7 @@ def build_run(cfg: TrainConfig) -> Run:
     rank, world_size = (world.rank, world.world_size) if world is not None else (0, 1)
     built: Built = task.build(BuildContext(cfg, device, rank, world_size))
     parts = built.parts
-    amp = amp_policy(cfg.speed.amp, device)
+    amp = amp_policy(resolve_auto(cfg.speed.amp, device, task_allows=task.auto_amp), device)
     stepper = None
     if cfg.speed.cuda_graphs:
         if not task.automatic or len(parts.optimizers) != 1:
