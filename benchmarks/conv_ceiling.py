@@ -78,7 +78,9 @@ def engine_throughput(data_dir: str | None, steps: int, amp: str) -> float:
     common = dict(stepper=run.stepper, state=state, progress=None)  # the engine's steps, --amp included
     train_one_epoch(run.model, run.task, run.train_loader, on_step=lambda s: s.global_step >= 20, **common)
     t0, n0 = state.train_seconds, state.train_samples
-    train_one_epoch(run.model, run.task, run.train_loader, on_step=lambda s: s.global_step >= 20 + steps, **common)
+    train_one_epoch(
+        run.model, run.task, run.train_loader, on_step=lambda s: s.global_step >= 20 + steps, **common
+    )
     return (state.train_samples - n0) / (state.train_seconds - t0)
 
 
@@ -96,7 +98,14 @@ def main(argv=None) -> int:
     convs = conv_inputs(model, args.batch_size)
     layers, totals = [], {"fp32": 0.0, "bf16": 0.0}
     for i, (conv, shape) in enumerate(convs):
-        macs = conv.in_channels * conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1] * shape[2] * shape[3]
+        macs = (
+            conv.in_channels
+            * conv.out_channels
+            * conv.kernel_size[0]
+            * conv.kernel_size[1]
+            * shape[2]
+            * shape[3]
+        )
         row = {"layer": f"conv{i + 1} {conv.in_channels}->{conv.out_channels} on {shape[2]}x{shape[3]}",
                "macs_per_image": macs}  # fmt: skip
         for name, amp in (("fp32", False), ("bf16", True)):
@@ -108,7 +117,10 @@ def main(argv=None) -> int:
     macs = sum(r["macs_per_image"] * (2 if i == 0 else 3) for i, r in enumerate(layers))
     choice = cpu_choice(cpu_info())
     ceiling = {k: args.batch_size / v for k, v in totals.items()}
-    engine = {k: engine_throughput(args.data_dir, args.steps, amp) for k, amp in (("fp32", "off"), ("default", "auto"))}
+    engine = {
+        k: engine_throughput(args.data_dir, args.steps, amp)
+        for k, amp in (("fp32", "off"), ("default", "auto"))
+    }
     default_kind = "bf16" if choice.amp == "bf16" else "fp32"
     result = {
         "benchmark": "conv_ceiling",
@@ -130,8 +142,12 @@ def main(argv=None) -> int:
     for r in layers:
         print(f"{r['layer']:28s} {r['macs_per_image']:10,d} {r['fp32_ms']:8.2f} {r['bf16_ms']:8.2f}")
     for k in ("fp32", "bf16"):
-        print(f"ceiling {k}: {ceiling[k]:,.0f} img/s ({result['conv_gflops_at_ceiling'][k]:.1f} GFLOP/s in the convolutions)")
-    print(f"engine fp32: {engine['fp32']:,.0f} img/s = {result['engine_fp32_fraction_of_fp32_ceiling']:.0%} of the fp32 ceiling")
+        print(
+            f"ceiling {k}: {ceiling[k]:,.0f} img/s ({result['conv_gflops_at_ceiling'][k]:.1f} GFLOP/s in the convolutions)"
+        )
+    print(
+        f"engine fp32: {engine['fp32']:,.0f} img/s = {result['engine_fp32_fraction_of_fp32_ceiling']:.0%} of the fp32 ceiling"
+    )
     print(f"engine default ({choice.amp}): {engine['default']:,.0f} img/s = "
           f"{result['engine_default_fraction_of_ceiling']:.0%} of the {default_kind} ceiling")  # fmt: skip
     write_result(args.output, result, echo_json=args.json)
