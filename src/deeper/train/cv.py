@@ -25,9 +25,8 @@ def parse_grid(items: list[str]) -> dict[str, list]:
     Values are separated by commas, or by semicolons when a value itself holds commas
     (an augmentation spec); each value is read as YAML (numbers, booleans, strings).
     """
-    from deeper.validate import check_option, load_yaml
-
     from deeper.train.config import TrainConfig
+    from deeper.validate import check_option, load_yaml
 
     known = set(TrainConfig().flat())
     grid: dict[str, list] = {}
