@@ -76,3 +76,21 @@ def test_bad_documents_are_one_line_config_errors(doc, message):
 def test_numbers_out_of_range_are_refused(options, flag):
     with pytest.raises(ConfigError, match=flag):
         TrainConfig(**options).resolved()
+
+
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ({"optim": {"epochs": "3"}}, "--epochs must be an integer or null, got '3'"),
+        ({"optim": {"lr": True}}, "--lr must be a number or null, got True"),
+        ({"speed": {"channels_last": 1}}, "--channels-last must be true or false or null, got 1"),
+        ({"ensemble": {"members": 2.5}}, "--ensemble must be an integer, got 2.5"),
+        ({"seed": "0"}, "seed must be an integer, got '0'"),
+    ],
+)
+def test_a_document_of_the_wrong_types_is_refused_not_coerced(doc, message):
+    """config.yaml is validated strictly (pydantic over the dataclasses): a quoted number is not a number."""
+    with pytest.raises(ConfigError) as e:
+        TrainConfig.from_dict(doc).resolved()
+    assert str(e.value) == message
+    assert TrainConfig.from_dict({"optim": {"lr": 1}}).resolved().optim.lr == 1  # an int is a number

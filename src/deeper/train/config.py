@@ -25,11 +25,14 @@ work without naming groups; reading goes through the group
 (``cfg.optim.lr``).  Options left as ``None`` are filled from the recipe
 (``--recipe``); anything the user sets explicitly wins.  The resolved
 configuration is saved (nested, by group) as ``config.yaml`` in the run folder
-and is what ``--resume`` continues.
+and is what ``--resume`` continues.  :meth:`TrainConfig.check` validates every
+value against its field's type with pydantic (strict: a quoted ``"3"`` in a
+hand-edited ``config.yaml`` is refused, not coerced), then against its range.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from deeper.errors import ConfigError
@@ -137,6 +140,12 @@ class RunOptions:
     progress: bool | None = None  # None: a bar when stderr is a terminal
 
 
+#: pydantic's view of the dataclasses: strict types (no coercion), instances checked again each time
+STRICT = {"strict": True, "revalidate_instances": "always"}
+for _cls in (OptimOptions, RegularizeOptions, SamplingOptions, EnsembleOptions, TransferOptions, SpeedOptions,
+             RunOptions):  # fmt: skip
+    _cls.__pydantic_config__ = STRICT
+
 #: group name -> options class
 GROUPS: dict[str, type] = {
     "optim": OptimOptions,
@@ -213,6 +222,8 @@ class TrainConfig:
             group, attr = FLAT[name]
             setattr(getattr(self, group), attr, value)
 
+    __pydantic_config__ = STRICT
+
     def replace(self, **options) -> TrainConfig:
         """A copy with ``options`` (top-level or flat names) changed."""
         return TrainConfig(**{**self._shallow(), **options})
@@ -267,16 +278,22 @@ class TrainConfig:
         self._check_engine()
 
     def _check_types(self) -> None:
-        """Each option of the type its field declares (a hand-edited config.yaml may hold anything)."""
-        top = [(self, f) for f in fields(self) if f.name not in GROUPS]
-        for owner, f in top + [(getattr(self, g), f) for g in GROUPS for f in fields(GROUPS[g])]:
-            value = getattr(owner, f.name)
-            allowed = _TYPES[f.type]
-            if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
-                flat = "ensemble" if f.name == "members" else f.name
-                names = [_TYPE_NAMES[t] for t in allowed if not (t is int and float in allowed)]
-                where = f"--{flat.replace('_', '-')}" if flat in FLAT else flat
-                raise ConfigError(f"{where} must be {' or '.join(names)}, got {value!r}")
+        """Each option of the type its field declares (a hand-edited config.yaml may hold anything):
+        pydantic validates the dataclasses strictly (no "2" for 2, no true for 1); the first error
+        becomes a one-line :class:`ConfigError` naming the option as its flag."""
+        from pydantic import ValidationError
+
+        try:
+            _validator().validate_python(self)
+        except ValidationError as e:
+            loc = e.errors()[0]["loc"]
+            owner, name = (getattr(self, loc[0]), loc[1]) if loc[0] in GROUPS else (self, loc[0])
+            f = next(f for f in fields(owner) if f.name == name)
+            allowed, value = _TYPES[f.type], getattr(owner, name)
+            flat = "ensemble" if f.name == "members" else f.name
+            names = [_TYPE_NAMES[t] for t in allowed if not (t is int and float in allowed)]
+            where = f"--{flat.replace('_', '-')}" if flat in FLAT else flat
+            raise ConfigError(f"{where} must be {' or '.join(names)}, got {value!r}") from None
 
     def _check_engine(self) -> None:
         if self.engine not in ("torch", "numpy", "cupy"):
@@ -326,3 +343,11 @@ class TrainConfig:
             else:
                 options[key] = value
         return cls(**options)
+
+
+@functools.cache
+def _validator():
+    """pydantic's validator of a whole :class:`TrainConfig` (built once: it compiles a schema)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(TrainConfig)
