@@ -417,6 +417,38 @@ def captioning_targets() -> str:
     return table(["what", "target", "measured", "met"], cells, "llll")
 
 
+# ----------------------------------------------------------------------------- segmentation (docs/segmentation.md)
+
+SEGMENT_CMD = "python benchmarks/segmentation.py --figures docs/images"
+
+
+@renderer("segmentation")
+def segmentation() -> str:
+    """Every configuration measured: size, cost, training time, speed and test mIoU, against its target."""
+    r = load("segmentation")
+    rows = []
+    for e in r["results"]:
+        idle, t = e.get("train_seconds_idle"), e.get("target")
+        met = "" if t is None else f">= {t:.2f}: " + ("met" if e["test_miou"] >= t and e["within_time_limit"] else "**not met**")
+        rows.append([f"`{e['config']}`", f"{e['params']:,}", f"{e['macs'] / 1e6:,.0f} M", e["epochs"],
+                     f"{e['train_seconds'] / 60:.1f} min", "-" if idle is None else f"{idle / 60:.1f} min",
+                     f"{e['inference_img_per_s']:,.0f}", f"{e['test_miou']:.4f}", f"{e['test_miou_digits']:.4f}",
+                     f"{e['test_pixel_accuracy']:.4f}", met])  # fmt: skip
+    head = ["model", "parameters", "MACs / scene", "epochs", "CPU training (measured)", "(idle CPU)",
+            "inference img/s", "test mIoU", "without background", "pixel accuracy", "target"]  # fmt: skip
+    c = r.get("comparisons", {})
+    notes = []
+    if "fcn_order" in c:
+        notes.append(f"The FCN paper's order, measured: {c['fcn_order']}.")
+    if "bilinear_minus_random_miou" in c:
+        notes.append(f"FCN-8s with bilinear-initialised upsampling minus the same with random initialisation, "
+                     f"same budget: {c['bilinear_minus_random_miou']:+.4f} mIoU.")  # fmt: skip
+    text = table(head, rows, "lrrrrrrrrrl")
+    if notes:
+        text += "\n\n" + " ".join(notes)
+    return text + source("segmentation", SEGMENT_CMD)
+
+
 # ----------------------------------------------------------------------------- image generation (docs/generation.md)
 
 
