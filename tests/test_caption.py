@@ -396,3 +396,28 @@ def test_a_scenes_own_captions_score_full_marks_and_wrong_digits_do_not(scenes):
     shifted = [" ".join(str((int(w) + 1) % 10) if w.isdigit() else w for w in t.split(" ")) for t in own]
     t = score_captions(shifted, scenes, scenes.classes)
     assert t["meaning_accuracy"] < 0.2 and t["bleu4"] < 0.6 and t["cider"] < s["cider"] / 2
+
+
+def test_the_encoder_starts_from_a_classifiers_convolutions(tmp_path):
+    """encoder_weights: a DeepConvNet classifier's convolutions (same width and norm) start NIC's encoder,
+    its head is left out; another width is a one-line error, not a half-loaded encoder."""
+    from deeper.models.weights import save_weights
+    from deeper.tasks.caption import _start_encoder
+
+    torch.manual_seed(0)
+    clf = create_model("deep-convnet", num_classes=10, norm="batch", width=0.5)
+    with torch.no_grad():
+        clf.norm3.running_mean.fill_(0.25)
+    path = save_weights(clf, tmp_path / "clf.safetensors")
+    nic = create_model("nic", num_classes=20, width=0.5, embed=16, hidden=16)
+    assert not torch.equal(nic.encoder.cnn.conv2.weight, clf.conv2.weight)
+    _start_encoder(nic, str(path))
+    for name in ("conv1.weight", "conv6.bias", "norm3.running_mean", "norm5.weight"):
+        assert torch.equal(nic.encoder.cnn.state_dict()[name], clf.state_dict()[name]), name
+    wide = save_weights(
+        create_model("deep-convnet", num_classes=10, norm="batch", width=1.0), tmp_path / "w.st"
+    )
+    with pytest.raises(ConfigError, match="do not fit this encoder: 6 of its 6 convolutions"):
+        _start_encoder(nic, str(wide))
+    with pytest.raises(CheckpointError, match="not found"):
+        _start_encoder(nic, str(tmp_path / "none.safetensors"))

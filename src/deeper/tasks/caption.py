@@ -51,6 +51,7 @@ from deeper.data.loader import BatchLoader
 from deeper.errors import CheckpointError, ConfigError
 from deeper.models.caption.decode import Hypothesis, beam_search, greedy
 from deeper.models.caption.vocab import PAD_ID, Vocabulary
+from deeper.runtime import notice
 from deeper.tasks.base import SCENE_OPTIONS, Metric, Nets, StepOutput, Task, TaskOption, register_task
 from deeper.train.build import BuildContext, Built
 from deeper.train.parts import Parts
@@ -132,6 +133,18 @@ def load_split(data: str, split: str, n: int | None, *, source: str = "", data_d
     return load_scenes(data, split, n=n, data_dir=data_dir, digits=digits)
 
 
+def _start_encoder(model: nn.Module, weights: str) -> None:
+    """The encoder's convolutions from a classifier's weights (``encoder_weights``): one-line errors."""
+    from deeper.models.weights import load_weights
+
+    state, _ = load_weights(weights)
+    try:
+        n = model.encoder.load_features(state, source=weights)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    notice(f"encoder: {n} tensors from {weights}")
+
+
 def _refuse_unused(cfg) -> None:
     """Options of classification that would silently do nothing here."""
     r, s = cfg.regularize, cfg.sampling
@@ -186,6 +199,8 @@ class CaptionTask(Task):
                                "over the scenes and epochs)", low=0, high=64),
         "threads": TaskOption(1, "torch's CPU threads in this process (0: leave torch's default); one is the "
                               "fastest on a busy 2-core machine", low=0, high=256),
+        "encoder_weights": TaskOption("", "a classifier's weights or run folder (the encoder's network, width "
+                                      "and norm, e.g. trained on MNIST) whose convolutions start the encoder"),
         "figures": TaskOption(True, "draw captions.png (and attention.png) into the run folder"),
         "preview": TaskOption(12, "test scenes drawn in captions.png", low=1, high=64),
     }  # fmt: skip
@@ -225,6 +240,8 @@ class CaptionTask(Task):
         self.classes = tuple(spec.classes)
         self.label_smoothing = cfg.regularize.label_smoothing or 0.0
         model = create_model(cfg.model, num_classes=len(vocab), in_chans=c, **kwargs)
+        if a["encoder_weights"]:
+            _start_encoder(model, a["encoder_weights"])
         channels_last = ctx.channels_last(model)
         model = ctx.place(model, channels_last=channels_last)
         dev = ctx.device

@@ -47,3 +47,20 @@ class ZooEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.cnn.forward_features(images)
         return x if tuple(x.shape[-2:]) == (self.grid, self.grid) else self.pool(x)
+
+    def load_features(self, state: dict[str, torch.Tensor], source: str = "the weights") -> int:
+        """Start from a classifier's convolutional layers (the same zoo network at the same ``width``,
+        trained on single digits, say): every tensor of ``state`` whose name and shape this encoder
+        has is copied in, the classifier's head is left out.  Returns how many tensors were copied;
+        a ValueError when none fit (another network, or another width)."""
+        own = self.cnn.state_dict()
+        fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        convs = [k for k in own if k.endswith(".weight") and own[k].ndim == 4]
+        missing = [k for k in convs if k not in fits]
+        if not fits or missing:
+            raise ValueError(
+                f"{source} do not fit this encoder: {len(missing)} of its {len(convs)} convolutions have no "
+                "tensor of that name and shape there (the same network, width and normalisation are needed)"
+            )
+        self.cnn.load_state_dict(fits, strict=False)
+        return len(fits)
