@@ -394,7 +394,7 @@ def captioning_targets() -> str:
     by = {e["config"]: e for e in r["results"]}
     limit = r["time_limit_seconds"]
     rows = []
-    for name in ("nic", "nic-pretrained"):
+    for name in ("nic", "nic-pretrained", "nic-every"):
         if name not in by:
             continue
         e = by[name]
@@ -449,6 +449,41 @@ def segmentation() -> str:
     if notes:
         text += "\n\n" + " ".join(notes)
     return text + source("segmentation", SEGMENT_CMD)
+
+
+# ----------------------------------------------------------------------------- detection (docs/detection.md)
+
+DETECT_CMD = "python benchmarks/detection.py"
+DETECT_STORY = ("rcnn", "sppnet", "fast-rcnn", "faster-rcnn", "yolo-v1", "ssd")
+
+
+@renderer("detection")
+def detection() -> str:
+    """The notes' speed story: every detector on the same test scenes, latency, speed-up, mAP, training."""
+    r = load("detection")
+    runs, rows, previous = r["runs"], [], None
+    for name in [n for n in DETECT_STORY if n in r["runs"]] + [n for n in runs if n not in DETECT_STORY]:
+        e = runs[name]
+        speedup = "-" if previous is None or name not in DETECT_STORY else f"{previous / e['latency_ms']:.1f}x"
+        stopped = "time limit" if "time limit" in str(e.get("stopped", "")) else "all"
+        rows.append([f"`{name}`", e["data"], f"{e['params']:,}", f"{e['epochs']} ({stopped})",
+                     f"{e['train_seconds'] / 60:.1f} min", f"{e['latency_ms']:.1f} ms", speedup,
+                     f"{e['test_map50']:.4f}", f"{e['test_map']:.4f}", f"{e.get('test_map75', float('nan')):.4f}"])  # fmt: skip
+        if name in DETECT_STORY:
+            previous = e["latency_ms"]
+    head = ["model", "data", "parameters", "epochs (done)", "training", "latency / image (batch 1)",
+            "speed-up over the row above", "mAP@0.5", "mAP@[.5:.95]", "mAP@0.75"]  # fmt: skip
+    return table(head, rows, "llrrrrrrrr") + source("detection", DETECT_CMD)
+
+
+@renderer("detection-targets")
+def detection_targets() -> str:
+    """The issue's targets against the measured figures (test split of scenes-det), met or not."""
+    r = load("detection")
+    cells = [[f"`{t['model']}` {'mAP@0.5' if t['metric'] == 'map50' else 'mAP@[.5:.95]'}, trained <= 15 min",
+              f">= {t['target']:.2f}", f"{t['measured']:.4f}", "yes" if t["met"] else "**no**"]
+             for t in r.get("targets", [])]  # fmt: skip
+    return table(["what", "target", "measured", "met"], cells, "llrl")
 
 
 # ----------------------------------------------------------------------------- image generation (docs/generation.md)
