@@ -187,10 +187,13 @@ def test_beam_search_finds_what_greedy_misses_and_keeps_the_best_hypotheses():
         assert h.attention.argmax(1).tolist() == [START_ID, *h.ids][: len(h.attention)]
 
 
-@pytest.mark.parametrize("name", ["nic", "show-attend-tell"])
-def test_beam_of_width_one_is_greedy_and_the_logprob_is_the_models(name):
+MODELS = [("nic", {}), ("nic", {"inject": "every"}), ("show-attend-tell", {})]
+
+
+@pytest.mark.parametrize(("name", "kw"), MODELS)
+def test_beam_of_width_one_is_greedy_and_the_logprob_is_the_models(name, kw):
     torch.manual_seed(0)
-    net = create_model(name, num_classes=12, width=0.25, embed=8, hidden=16, grid=4).eval()
+    net = create_model(name, num_classes=12, width=0.25, embed=8, hidden=16, grid=4, **kw).eval()
     x = torch.rand(5, 1, 64, 64)
     gs = greedy(net, x, max_len=6)
     bs = beam_search(net, x, width=1, max_len=6)
@@ -211,10 +214,10 @@ def test_beam_of_width_one_is_greedy_and_the_logprob_is_the_models(name):
 # ----------------------------------------------------------------------------- models
 
 
-@pytest.mark.parametrize("name", ["nic", "show-attend-tell"])
-def test_models_score_every_word_of_every_caption(name):
+@pytest.mark.parametrize(("name", "kw"), MODELS)
+def test_models_score_every_word_of_every_caption(name, kw):
     torch.manual_seed(0)
-    net = create_model(name, num_classes=20, width=0.5, embed=16, hidden=32)
+    net = create_model(name, num_classes=20, width=0.5, embed=16, hidden=32, **kw)
     x = torch.rand(3, 1, 64, 64)
     tokens = torch.randint(4, 20, (7, 9))
     index = torch.tensor([0, 0, 1, 1, 1, 2, 2])
@@ -240,6 +243,34 @@ def test_model_options_are_checked_in_one_line():
         create_model("show-attend-tell", dropout=1.5)
     net = create_model("nic", encoder="resnet20", num_classes=10, embed=8, hidden=8)
     assert net.encoder(torch.rand(2, 1, 64, 64)).shape == (2, 64, 8, 8)
+
+
+
+
+def test_nic_par_inject_sees_the_image_at_every_word():
+    """inject=every: the image embedding is beside every word's input (the LSTM input is twice as wide);
+    with the first input only, the image acts through the state alone."""
+    torch.manual_seed(0)
+    net = create_model("nic", num_classes=12, width=0.25, embed=8, hidden=16, grid=4, inject="every").eval()
+    assert net.lstm.input_size == 16
+    x = torch.rand(2, 1, 64, 64)
+    state = net.start(x)
+    assert torch.equal(state["h"], torch.zeros(2, 16)) and state["image"].shape == (2, 8)
+    tokens = torch.tensor([[1, 5, 6], [1, 7, 8]])
+    with torch.no_grad():
+        logits, _ = net(x, tokens)
+        # the same words read step by step give the same scores (step and forward agree)
+        s = net.start(x)
+        for t in range(3):
+            lt, s, _ = net.step(tokens[:, t], s)
+            assert torch.allclose(lt, logits[:, t], atol=1e-5)
+        # the image still moves the last word's scores through its direct input: zeroing it changes them
+        s2 = {**s, "image": torch.zeros_like(s["image"])}
+        a, _, _ = net.step(tokens[:, -1], s)
+        b, _, _ = net.step(tokens[:, -1], s2)
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="unknown inject 'late'"):
+        create_model("nic", num_classes=12, inject="late")
 
 
 # ----------------------------------------------------------------------------- scores

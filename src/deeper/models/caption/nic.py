@@ -13,7 +13,18 @@ The encoder (:class:`~deeper.models.caption.encoders.ZooEncoder`) gives a ``grid
 grid`` map; NIC flattens it before the image embedding (a linear layer), so the
 embedding knows *where* each feature was: a global average would forget the left to
 right order the captions talk about.
+
+``inject`` says where the image enters the decoder (Tanti, Gatt & Camilleri, 2018, "Where to
+put the image in an image caption generator", name the variants):
+
+- ``first`` (the paper's *init-inject as first word*): the image embedding is the LSTM's
+  input before ``<start>``, from a zero state; the image is seen once.
+- ``every`` (*par-inject*): the image embedding is concatenated to every word's embedding,
+  so the LSTM is reminded of the image at every word (its input is ``2 * embed`` wide).
+  Trained from scratch, a decoder that sees the image once first learns the captions'
+  language alone and may stay there; par-inject cannot forget the image.
 """
+
 
 from __future__ import annotations
 
@@ -22,6 +33,9 @@ from torch import nn
 
 from deeper.models.caption.encoders import ZooEncoder
 from deeper.models.caption.vocab import PAD_ID
+
+#: where NIC's image enters the decoder (see the module's docstring)
+INJECT = ("first", "every")
 
 
 def select_rows(state: dict[str, torch.Tensor], index: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -53,16 +67,19 @@ class CaptionModel(nn.Module):
 class NIC(CaptionModel):
     def __init__(
         self, *, num_classes: int, in_chans: int = 1, encoder: str = "deep-convnet", width: float = 1.0,
-        grid: int = 8, embed: int = 256, hidden: int = 512, dropout: float = 0.3,
+        grid: int = 8, embed: int = 256, hidden: int = 512, dropout: float = 0.3, inject: str = "first",
     ):  # fmt: skip
         super().__init__()
+        if inject not in INJECT:
+            raise ValueError(f"unknown inject {inject!r} (choose from {', '.join(INJECT)})")
+        self.inject = inject
         self.encoder = ZooEncoder(encoder, in_chans=in_chans, width=width, grid=grid)
         self.grid = grid
         self.image_embed = nn.Sequential(
             nn.Flatten(1), nn.Dropout(dropout), nn.Linear(self.encoder.channels * grid * grid, embed)
         )
         self.embed = nn.Embedding(num_classes, embed, padding_idx=PAD_ID)
-        self.lstm = nn.LSTM(embed, hidden, batch_first=True)
+        self.lstm = nn.LSTM(embed * (2 if inject == "every" else 1), hidden, batch_first=True)
         # forget gate bias 1 (as im2txt's LSTM cell): the state keeps the image, its first input
         with torch.no_grad():
             self.lstm.bias_ih_l0[hidden : 2 * hidden].fill_(1.0)
@@ -73,14 +90,25 @@ class NIC(CaptionModel):
 
     def start(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.image_embed(self.encoder(images))
+        if self.inject == "every":  # a zero state; the image goes in with every word
+            zero = x.new_zeros(x.shape[0], self.lstm.hidden_size)
+            return {"h": zero, "c": zero, "image": x}
         _, (h, c) = self.lstm(x[:, None])
         return {"h": h[0], "c": c[0]}
 
+    def _inputs(self, tokens: torch.Tensor, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The LSTM's inputs for ``tokens`` (B, T): the words' embeddings, with the image beside each (par-inject)."""
+        words = self.embed(tokens)
+        if self.inject != "every":
+            return words
+        return torch.cat([words, state["image"][:, None].expand(-1, words.shape[1], -1)], 2)
+
     def step(self, tokens: torch.Tensor, state: dict[str, torch.Tensor]):
-        out, (h, c) = self.lstm(self.embed(tokens)[:, None], (state["h"][None], state["c"][None]))
-        return self.out(self.drop(out[:, 0])), {"h": h[0], "c": c[0]}, None
+        out, (h, c) = self.lstm(self._inputs(tokens[:, None], state), (state["h"][None], state["c"][None]))
+        return self.out(self.drop(out[:, 0])), {**state, "h": h[0], "c": c[0]}, None
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor, index: torch.Tensor | None = None):
         state = select_rows(self.start(images), index)
-        out, _ = self.lstm(self.embed(tokens), (state["h"][None].contiguous(), state["c"][None].contiguous()))
+        hc = (state["h"][None].contiguous(), state["c"][None].contiguous())
+        out, _ = self.lstm(self._inputs(tokens, state), hc)
         return self.out(self.drop(out)), None
