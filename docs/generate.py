@@ -473,7 +473,21 @@ def detection() -> str:
             previous = e["latency_ms"]
     head = ["model", "data", "parameters", "epochs (done)", "training", "latency / image (batch 1)",
             "speed-up over the row above", "mAP@0.5", "mAP@[.5:.95]", "mAP@0.75"]  # fmt: skip
-    return table(head, rows, "llrrrrrrrr") + source("detection", DETECT_CMD)
+    text = table(head, rows, "llrrrrrrrr")
+    svm = [[f"`{n}`", f"{e['svm']['softmax_test_map50']:.4f}", f"{e['test_map50']:.4f}",
+            f"{e['svm']['softmax_test_map']:.4f}", f"{e['test_map']:.4f}", f"{e['svm']['svm_seconds']:.0f} s"]
+           for n, e in runs.items() if e.get("svm")]  # fmt: skip
+    if svm:
+        text += ("\n\nThe SVM stage of R-CNN and SPPNet against the softmax their network was fine-tuned with "
+                 "(the same proposals, test split):\n\n")
+        text += table(["model", "softmax mAP@0.5", "SVMs mAP@0.5", "softmax mAP", "SVMs mAP", "SVM stage"], svm)
+    search = [e for e in runs.values() if e.get("proposal_s", 0) and e["proposal_s"] > 60]
+    if search:
+        e = search[0]
+        n = e["config"]["subset"] + 500 + 2000
+        text += (f"\n\nSelective search took {1000 * e['proposal_s'] / n:.0f} ms per scene when the proposals of "
+                 f"the {n:,} scenes were cached (training, validation and test splits).")
+    return text + source("detection", DETECT_CMD)
 
 
 @renderer("detection-targets")
