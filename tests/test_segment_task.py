@@ -131,13 +131,13 @@ def test_a_run_reports_the_segmentation_metrics_and_draws_its_figures(tiny_run):
 
 
 @pytest.mark.slow
-def test_a_short_training_learns_the_pixel_prior_and_beats_chance(tmp_path):
-    """A minute of U-Net training: the loss falls far below a uniform guess (log 11) and every pixel
-    score beats chance.  (Classifying the digits' pixels takes minutes more; benchmarks/segmentation.py
-    measures the models' mIoU.)"""
+def test_a_short_training_beats_the_all_background_answer(tmp_path):
+    """40 seconds of U-Net training: the loss falls far below a uniform guess (log 11) and the mIoU beats
+    the trivial all-background answer (which scores 0 on every digit).  (High mIoU takes minutes more:
+    benchmarks/segmentation.py measures the models.)"""
     r = fit(TrainConfig(
         task="segment", data="scenes-seg", model="unet", model_kwargs={"width": 8, "depth": 3}, subset=300,
-        batch_size=16, epochs=4, lr=0.01, label_smoothing=0.0,
+        batch_size=16, epochs=16, optimizer="adamw", lr=0.003, label_smoothing=0.0,
         task_args={"source": "digits", "val_scenes": 50, "test_scenes": 100, "figures": False},
         out=str(tmp_path / "u"), **QUIET,
     ))  # fmt: skip
@@ -146,7 +146,9 @@ def test_a_short_training_learns_the_pixel_prior_and_beats_chance(tmp_path):
     assert 0.7 < background < 0.99
     assert r["test_loss"] < 0.5 * math.log(11), r["test_loss"]
     assert r["test_pixel_accuracy"] > background - 0.02, (r["test_pixel_accuracy"], background)
-    assert r["test_pixel_accuracy"] > 0.5 and r["test_miou"] > 1 / 11 * 0.5
+    # the trivial all-background answer scores IoU `background` on the background and 0 on every digit
+    assert r["test_miou"] > background / 11 + 0.03, (r["test_miou"], background / 11)
+    assert r["test_miou_digits"] > 0.03, r["test_miou_digits"]
 
 
 def test_models_and_data_of_another_kind_and_classification_options_are_refused(tmp_path):
