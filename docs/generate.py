@@ -406,7 +406,6 @@ def captioning_targets() -> str:
         e = by[name]
         ds = e["decodings"]
         secs = e.get("pretrain_seconds", 0.0) + min(e["train_seconds"], e.get("train_seconds_idle") or float("inf"))
-
         best_bleu, best_meaning = max(d["bleu4"] for d in ds.values()), max(d["meaning_accuracy"] for d in ds.values())
         rows.append([f"`{name}` on scenes-cap: BLEU-4, trained <= 15 min", ">= 0.90",
                      f"{_each(ds, 'bleu4', lambda x: f'{x:.3f}')} ({secs / 60:.1f} min)",
@@ -465,23 +464,26 @@ def segmentation() -> str:
 DETECT_CMD = "python benchmarks/detection.py"
 #: published mAP@0.5 on the 300x300 MNIST-detection layout (the issue's anchors; not measured here)
 DETECT_300_ANCHORS = "SSD 0.74-0.76 (basic) and 0.869 (improved), a YOLO trained from scratch 0.883"
-DETECT_STORY = ("rcnn", "sppnet", "fast-rcnn", "faster-rcnn", "yolo-v1", "ssd")
+
+
+def _detect_story(r: dict) -> list[str]:
+    """The story's models in the benchmark's order (its ``story`` rows)."""
+    return [row["model"] for row in r["story"]]
 
 
 @renderer("detection")
 def detection() -> str:
     """The notes' speed story: every detector on the same test scenes, latency, speed-up, mAP, training."""
     r = load("detection")
-    runs, rows, previous = r["runs"], [], None
-    for name in [n for n in DETECT_STORY if n in r["runs"]] + [n for n in runs if n not in DETECT_STORY]:
+    runs, rows = r["runs"], []
+    speedups = {row["model"]: row["speed-up"] for row in r["story"]}
+    for name in _detect_story(r) + [n for n in runs if n not in speedups]:
         e = runs[name]
-        speedup = "-" if previous is None or name not in DETECT_STORY else f"{previous / e['latency_ms']:.1f}x"
+        speedup = "-" if speedups.get(name) is None else f"{speedups[name]:.1f}x"
         stopped = "time limit" if "time limit" in str(e.get("stopped", "")) else "all"
         rows.append([f"`{name}`", e["data"], f"{e['params']:,}", f"{e['epochs']} ({stopped})",
                      f"{e['train_seconds'] / 60:.1f} min", f"{e['latency_ms']:.1f} ms", speedup,
                      f"{e['test_map50']:.4f}", f"{e['test_map']:.4f}", f"{e.get('test_map75', float('nan')):.4f}"])  # fmt: skip
-        if name in DETECT_STORY:
-            previous = e["latency_ms"]
     head = ["model", "data", "parameters", "epochs (done)", "training", "latency / image (batch 1)",
             "speed-up over the row above", "mAP@0.5", "mAP@[.5:.95]", "mAP@0.75"]  # fmt: skip
     text = table(head, rows, "llrrrrrrrr")
@@ -605,14 +607,15 @@ def amd_headline() -> str:
 
 def detection_headline() -> str:
     """The detectors' best and fastest on scenes-det, each trained in at most 15 minutes."""
-    runs = {k: v for k, v in load("detection")["runs"].items() if k in DETECT_STORY}
+    r = load("detection")
+    runs = {k: r["runs"][k] for k in _detect_story(r)}
     best = max(runs, key=lambda k: runs[k]["test_map50"])
     fast = min(runs, key=lambda k: runs[k]["latency_ms"])
     slow = max(runs, key=lambda k: runs[k]["latency_ms"])
-    r = runs[fast]
+    f = runs[fast]
     return (f"- **Object detection**, R-CNN to YOLO and SSD, each trained in at most 15 minutes on a 2-core "
-            f"{cpu_short(r)}: test mAP@0.5 up to {runs[best]['test_map50']:.3f} (`{best}`); `{fast}` "
-            f"{r['test_map50']:.3f} at {r['latency_ms']:.1f} ms per image, {runs[slow]['latency_ms'] / r['latency_ms']:.0f}x "
+            f"{cpu_short(f)}: test mAP@0.5 up to {runs[best]['test_map50']:.3f} (`{best}`); `{fast}` "
+            f"{f['test_map50']:.3f} at {f['latency_ms']:.1f} ms per image, {runs[slow]['latency_ms'] / f['latency_ms']:.0f}x "
             f"faster than `{slow}` ([detection](docs/detection.md))")  # fmt: skip
 
 

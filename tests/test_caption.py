@@ -245,8 +245,6 @@ def test_model_options_are_checked_in_one_line():
     assert net.encoder(torch.rand(2, 1, 64, 64)).shape == (2, 64, 8, 8)
 
 
-
-
 def test_nic_par_inject_sees_the_image_at_every_word():
     """inject=every: the image embedding is beside every word's input (the LSTM input is twice as wide);
     with the first input only, the image acts through the state alone."""

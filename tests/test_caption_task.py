@@ -104,6 +104,8 @@ def test_bad_input_is_one_line(tiny_run, tmp_path, capsys):
          "option beam must be in [1, 64]"),
         (["train", "--task", "caption", "--data", "scenes-cap", "--model", "nic", "--model-arg", "encoder=vgg99"],
          "unknown encoder 'vgg99'"),
+        (["train", "--task", "caption", "--data", "scenes-cap", "--model", "nic", "--model-arg", "inject=late"],
+         "unknown inject 'late'"),
         (["train", "--task", "caption", "--data", "scenes-cap", "--model", "nic", "--mixup", "0.2"],
          "does not take --mixup"),
     ]  # fmt: skip

@@ -25,7 +25,6 @@ put the image in an image caption generator", name the variants):
   language alone and may stay there; par-inject cannot forget the image.
 """
 
-
 from __future__ import annotations
 
 import torch
