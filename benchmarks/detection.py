@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine, print_table, write_result  # noqa: E402
 
 from deeper.train import TrainConfig, fit  # noqa: E402
-from deeper.train.callbacks import Callback  # noqa: E402
+from deeper.train.callbacks import TimeLimit  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DOCS_IMAGES = HERE.parent / "docs" / "images"
@@ -62,21 +62,6 @@ CONFIGS: dict[str, dict] = {
 }
 
 
-class TimeLimit(Callback):
-    """Stops training once ``seconds`` of it have passed (the run is then scored as it stands)."""
-
-    name = "time-limit"
-
-    def __init__(self, seconds: float):
-        self.seconds, self.started = seconds, None
-
-    def on_fit_start(self, run, state) -> None:
-        self.started = time.perf_counter()
-
-    def on_step_end(self, run, state) -> str | None:
-        if self.started is not None and time.perf_counter() - self.started > self.seconds:
-            return f"time limit {self.seconds / 60:.0f} min"
-        return None
 
 
 def run_config(name: str, cfg: dict, *, data_dir, out: Path, minutes: float, smoke: bool) -> dict:

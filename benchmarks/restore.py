@@ -24,7 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine, print_table, write_result  # noqa: E402
-from superres import BUDGET_S, TimeLimit  # noqa: E402
+from superres import BUDGET_S  # noqa: E402
+
+from deeper.train.callbacks import TimeLimit  # noqa: E402
 
 COMMON: dict = {"optimizer": "adam", "schedule": "cosine", "label_smoothing": 0.0, "lr": 0.001}
 PHOTO_NET = {"width": 16, "depth": 3}

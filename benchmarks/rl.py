@@ -27,7 +27,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine, print_table, save  # noqa: E402
 
 from deeper.train import TrainConfig, fit  # noqa: E402
-from deeper.train.callbacks import Callback  # noqa: E402
+from deeper.train.callbacks import TimeLimit  # noqa: E402
 
 QUIET = dict(tensorboard=False, progress=False, device="cpu")
 CARTPOLE = {
@@ -56,25 +55,6 @@ RESULT = RESULTS / "rl.json"
 QUICK = {"steps": 500, "learning_starts": 200, "episodes": 2, "test_episodes": 2}  # --quick: the plumbing only
 
 
-class TimeLimit(Callback):
-    """Stops a run after ``seconds`` of training (a checkpointed stop, as --max-steps)."""
-
-    name = "time_limit"
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-
-    def on_step_end(self, run, state):
-        if state.train_seconds + (time.perf_counter() - self._t0) > self.seconds:
-            return f"time limit {self.seconds:.0f} s"
-        return None
-
-    def on_fit_start(self, run, state):
-        self._t0 = time.perf_counter()
-
-    def on_epoch_end(self, run, state, row):
-        self._t0 = time.perf_counter()  # train_seconds now includes the epoch; evaluation time does not count
-        return None
 
 
 def _config(base: dict, seed: int, out: str, **task_args) -> TrainConfig:

@@ -82,13 +82,14 @@ def train_config(name: str, args) -> dict:
 
 def train(name: str, out: Path, args) -> dict:
     from deeper.train import TrainConfig, fit
+    from deeper.train.callbacks import TimeLimit
 
     if (out / "result.json").is_file():
         return json.loads((out / "result.json").read_text())
     resume = (out / "checkpoints" / "latest").exists()
     cfg = TrainConfig(**train_config(name, args), out=str(out))
     print(f"train {name} -> {out}{' (resuming)' if resume else ''}", file=sys.stderr, flush=True)
-    return fit(cfg, resume=resume)
+    return fit(cfg, resume=resume, callbacks=[TimeLimit(TIME_LIMIT)])
 
 
 @torch.inference_mode()

@@ -34,7 +34,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine, print_table, write_result  # noqa: E402
-from superres import TimeLimit  # noqa: E402
+
+from deeper.train.callbacks import TimeLimit  # noqa: E402
 
 GATYS_BUDGET_S = 180
 FEATURES = "runs/bench-superres/features/model.safetensors"

@@ -42,7 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine, print_table, write_result  # noqa: E402
 
-from deeper.train.callbacks import Callback  # noqa: E402
+from deeper.train.callbacks import TimeLimit  # noqa: E402
 
 BUDGET_S = 15 * 60
 COMMON: dict = {"data": "photos", "optimizer": "adam", "schedule": "cosine", "label_smoothing": 0.0}
@@ -87,18 +87,6 @@ TARGETS = {
     "espcn-x3-textured": 1.5,
 }
 QUICK = {"epochs": 1, "subset": None}
-
-
-class TimeLimit(Callback):
-    """Stop a run once its training steps have taken ``seconds``."""
-
-    name = "time-limit"
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-
-    def on_step_end(self, run, state):
-        return f"time limit {self.seconds:g} s" if state.train_seconds >= self.seconds else None
 
 
 def settings(name: str, out: Path, quick: bool) -> dict:

@@ -229,3 +229,24 @@ def test_callbacks_add_metrics_stop_the_run_and_survive_a_resume(tmp_path):
     resumed = CountingStop()
     fit(TrainConfig(**TINY, epochs=2, out=str(tmp_path / "b")), resume=True, callbacks=[resumed])
     assert resumed.steps == cb.steps == 22  # 5 before the checkpoint, 17 after it
+
+
+def test_time_limit_counts_training_steps_not_evaluation_and_keeps_a_resumed_runs_time(monkeypatch):
+    from deeper.train import callbacks as cbs
+    from deeper.train.loop import LoopState
+
+    clock = [100.0]
+    monkeypatch.setattr(cbs.time, "perf_counter", lambda: clock[0])
+    limit, state = cbs.TimeLimit(60), LoopState(train_seconds=50.0)  # 50 s trained before a resume
+    limit.on_fit_start(None, state)
+    clock[0] += 9
+    assert limit.on_step_end(None, state) is None  # 59 s
+    state.train_seconds += 9  # the loop closes the epoch: 59 s
+    clock[0] += 300  # a long evaluation
+    assert limit.on_epoch_end(None, state, {}) is None
+    clock[0] += 0.5
+    assert limit.on_step_end(None, state) is None  # 59.5 s: the evaluation did not count
+    clock[0] += 1
+    assert limit.on_step_end(None, state) == "time limit 1 min"
+    with pytest.raises(ValueError, match="positive"):
+        cbs.TimeLimit(0)

@@ -14,6 +14,7 @@ and keeps the callbacks that are not ``None``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -63,3 +64,31 @@ def callbacks_for(cfg: TrainConfig) -> list[Callback]:
     if dup:
         raise ValueError(f"two callbacks share the checkpoint name(s) {sorted(dup)}")
     return out
+
+
+class TimeLimit(Callback):
+    """Stops a run once ``seconds`` of training steps have passed, counted as the loop counts them
+    (``LoopState.train_seconds``: evaluation is not training, and a resumed run keeps its earlier
+    time). The stop is checkpointed like ``--max-steps``: the run is then scored as it stands."""
+
+    name = "time-limit"
+
+    def __init__(self, seconds: float):
+        if seconds <= 0:
+            raise ValueError(f"a time limit must be positive, not {seconds}")
+        self.seconds = seconds
+        self._t0: float | None = None
+
+    def _spent(self, state: LoopState) -> float:
+        return state.train_seconds + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
+
+    def on_fit_start(self, run: Run, state: LoopState) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_step_end(self, run: Run, state: LoopState) -> str | None:
+        return f"time limit {self.seconds / 60:g} min" if self._spent(state) > self.seconds else None
+
+    def on_epoch_end(self, run: Run, state: LoopState, row: dict) -> str | None:
+        # train_seconds now holds the epoch; what follows it (evaluation) does not count
+        self._t0 = time.perf_counter()
+        return None
