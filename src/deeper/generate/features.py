@@ -71,7 +71,8 @@ def load_classifier(path: str, data: str, shape: tuple[int, int, int]) -> Featur
 
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, *, epochs: int = 1,
-                     seed: int = 0, batch_size: int = 128, model: str = "lenet5") -> FeatureNet:  # fmt: skip
+                     seed: int = 0, batch_size: int = 128, model: str = "lenet5",
+                     on: str = "") -> FeatureNet:  # fmt: skip
     """A classifier trained from scratch on ``images`` (uint8) in this process, deterministically, leaving the
     global random state alone: the feature network when no ``classifier`` weights are given."""
     from deeper.models import create_model
@@ -90,4 +91,5 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-    return FeatureNet(net, f"{model} ({epochs} epoch{'s' if epochs != 1 else ''}, in the run)")
+    on = f" of {on}" if on else ""
+    return FeatureNet(net, f"{model} ({epochs} epoch{'s' if epochs != 1 else ''}{on}, in the run)")

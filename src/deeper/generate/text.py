@@ -2,10 +2,12 @@
 
 The reader finds the digits of a generated scene as connected blobs of ink (8-connected pixels above
 0.35 of full intensity, blobs whose boxes overlap merged, specks under 20 pixels dropped), crops each to MNIST's
-format (the ink's box scaled to fit 20x20, centred in 28x28) and labels it with a classifier of
-the source digits trained here; :func:`~deeper.data.captions.meaning_holds` then says whether
-the prompt's meaning holds for those boxes and labels.  Its accuracy on real scenes (their own
-captions read back) is the ceiling of the figure and is reported beside it.
+format (the ink's box scaled to fit 20x20, centred in 28x28) and labels it with a classifier trained
+here: either one of the source digits, or (better) one of the reader's own crops of real training
+scenes (:func:`reader_crops`), which have been resized into the scene and cut out again as the
+reader cuts them; :func:`~deeper.data.captions.meaning_holds` then says whether the prompt's
+meaning holds for those boxes and labels.  Its accuracy on real scenes (their own captions read
+back) is the ceiling of the figure and is reported beside it.
 """
 
 from __future__ import annotations
@@ -103,6 +105,27 @@ def mnist_crop(image: torch.Tensor, box) -> torch.Tensor:
         0
     ]
     return F.pad(small, (4, 4, 4, 4))
+
+
+def reader_crops(images: torch.Tensor, boxes, labels, counts) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reader's crops (uint8, (N, 1, 28, 28)) of real scenes and their true labels: every blob whose centre
+    lies in exactly one digit's box (scenes ``images`` uint8 (S, 1, H, W), ``boxes`` (S, k, 4) xyxy,
+    ``labels`` (S, k), ``counts`` (S,)): the training set of a reader that sees digits as it will cut them."""
+    crops, truth = [], []
+    for img, b, lab, k in zip(images, boxes, labels, counts):
+        x = img.float() / 255
+        b, lab = torch.as_tensor(b)[: int(k)].float(), torch.as_tensor(lab)[: int(k)]
+        for blob in find_blobs(x[0].numpy()):
+            cx, cy = (blob[0] + blob[2]) / 2, (blob[1] + blob[3]) / 2
+            inside = (
+                ((b[:, 0] <= cx) & (cx <= b[:, 2]) & (b[:, 1] <= cy) & (cy <= b[:, 3])).nonzero().flatten()
+            )
+            if len(inside) == 1:
+                crops.append(mnist_crop(x, blob))
+                truth.append(int(lab[inside[0]]))
+    if not crops:
+        raise ConfigError("no digit of the scenes could be cut out for the reader")
+    return (torch.stack(crops) * 255).round().to(torch.uint8), torch.tensor(truth, dtype=torch.long)
 
 
 @torch.no_grad()

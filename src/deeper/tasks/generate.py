@@ -585,10 +585,10 @@ class TextToImageTask(DiffusionTask):
         "classifier": TaskOption(
             "",
             "the reader's digit classifier: a classify run of the scenes' source digits ('': "
-            "a LeNet-5 trained in the run)",
+            "a LeNet-5 trained in the run on the reader's crops of the training scenes)",
         ),  # fmt: skip
         "classifier_epochs": TaskOption(
-            2, "epochs of the LeNet-5 trained in the run when no classifier is given", low=1, high=100
+            4, "epochs of the LeNet-5 trained in the run when no classifier is given", low=1, high=100
         ),  # fmt: skip
         "source": TaskOption(
             "",
@@ -609,7 +609,7 @@ class TextToImageTask(DiffusionTask):
     def build(self, ctx: BuildContext) -> Built:
         from deeper.data import load_dataset
         from deeper.data.scenes import load_scenes
-        from deeper.generate.text import TextVocab
+        from deeper.generate.text import TextVocab, reader_crops
         from deeper.models import create_model
 
         cfg, a = ctx.cfg, self.args
@@ -629,9 +629,9 @@ class TextToImageTask(DiffusionTask):
             src = load_dataset(source, "test", data_dir=cfg.run.data_dir)
             self.features = load_classifier(a["classifier"], source, src.image_shape)
         else:
-            src = load_dataset(source, "train", data_dir=cfg.run.data_dir)
-            self.features = train_classifier(src.images, src.labels, len(src.classes), epochs=a["classifier_epochs"],
-                                             seed=cfg.seed)  # fmt: skip
+            crops, truth = reader_crops(train.images, train.boxes, train.labels, train.counts)
+            self.features = train_classifier(crops, truth, len(self.classes), epochs=a["classifier_epochs"],
+                                             seed=cfg.seed, on="the training scenes' crops")  # fmt: skip
         self.features = self.features.to(ctx.device)
         self.vocab = TextVocab.build(c for caps in train.captions for c in caps)
         length = max(len(c.split()) for caps in train.captions for c in caps) + 4
@@ -659,7 +659,7 @@ class TextToImageTask(DiffusionTask):
             "timesteps": a["timesteps"], "ddim_steps": a["ddim_steps"], "guidance": a["guidance"],
             "vocab": self.vocab.to_json(), "caption_length": length,
             "model_kwargs": json.dumps({k: v for k, v in kwargs.items() if k != "img_size"}),
-            "reader": self.features.describe(source),
+            "reader": self.features.describe(source if a["classifier"] else cfg.data),
         }  # fmt: skip
         return Built(
             Parts.single(net, opt, sched, name="G"), loader, self.sources["val"], self.sources["test"], meta
