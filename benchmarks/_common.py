@@ -58,3 +58,33 @@ def write_result(path: str | Path, result: dict, *, echo_json: bool = False) -> 
     if echo_json:
         print(json.dumps(result))
     return path
+
+
+def merge_runs(path: str | Path, fresh: dict, order: list[str]) -> dict:
+    """``fresh`` (a result with ``rows`` and ``results`` of some configurations, keyed ``config``) merged into
+    the previous file at ``path``: the other configurations' rows and results stay, every row names the CPU it
+    was measured on (``CPU``), ``machines`` lists each machine line, ``machine`` joins them, and rows and
+    results follow ``order`` (the benchmark's configurations)."""
+    path = Path(path)
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    done = {r["config"] for r in fresh["rows"]} | set(fresh.get("results", {}))
+    before = previous.get("machines") or ([previous["machine"]] if previous.get("machine") else [])
+    old_cpu = before[0].split(",")[0] if len(before) == 1 else ""
+    rows = {
+        r["config"]: r | {"CPU": r.get("CPU") or old_cpu}
+        for r in previous.get("rows", [])
+        if r["config"] not in done
+    }
+    kept = bool(rows)
+    rows |= {r["config"]: r | {"CPU": cpu_name()} for r in fresh["rows"]}
+    results = {k: v for k, v in previous.get("results", {}).items() if k not in done} | fresh.get(
+        "results", {}
+    )
+    rank = {name: i for i, name in enumerate(order)}
+    machines = list(dict.fromkeys([*(before if kept else []), machine()]))
+    return fresh | {
+        "machine": "; ".join(machines),
+        "machines": machines,
+        "rows": sorted(rows.values(), key=lambda r: rank.get(r["config"], len(rank))),
+        "results": dict(sorted(results.items(), key=lambda kv: rank.get(kv[0], len(rank)))),
+    }

@@ -17,6 +17,9 @@ The ``-textured`` configurations repeat another with the training photographs dr
 flatter than a standard deviation of 0.02 skipped (``min_std``: a third of them, black borders and
 empty sky).
 
+The ``-long`` configurations repeat ``srcnn-x2-residual`` and ``espcn-x3`` with the whole budget: as
+many epochs as about 14 minutes of one core hold (the others stopped after 1-2 minutes).
+
 ``features`` trains the feature network of SRGAN's perceptual loss on the photographs' patches
 (``deeper train --data photo-patches --model vgg-features``: which photograph a 32x32 patch comes
 from); ``srgan-x4`` starts from ``srresnet-x4``'s weights.
@@ -40,7 +43,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, print_table, write_result  # noqa: E402
+from _common import RESULTS, machine, merge_runs, print_table, write_result  # noqa: E402
 
 from deeper.train.callbacks import TimeLimit  # noqa: E402
 
@@ -61,6 +64,10 @@ CONFIGS: dict[str, tuple] = {
                                    "balance": True, "min_std": 0.02}, {"epochs": 10, "batch_size": 32, "lr": 0.001}),
     "espcn-x3-textured": ("superres", "espcn", {}, {"scale": 3, "patch": 48, "patches": 4096, "balance": True,
                           "min_std": 0.02}, {"epochs": 20, "batch_size": 32, "lr": 0.001}),
+    "srcnn-x2-long": ("superres", "srcnn", {"residual": True}, {"scale": 2, "patch": 32, "patches": 4096},
+                      {"epochs": 90, "batch_size": 32, "lr": 0.001}),
+    "espcn-x3-long": ("superres", "espcn", {}, {"scale": 3, "patch": 48, "patches": 4096},
+                      {"epochs": 170, "batch_size": 32, "lr": 0.001}),
     "srcnn-x4-residual": ("superres", "srcnn", {"residual": True}, {"scale": 4, "patch": 48, "patches": 4096},
                           {"epochs": 4, "batch_size": 32, "lr": 0.001}),
     "espcn-x4": ("superres", "espcn", {}, {"scale": 4, "patch": 48, "patches": 4096},
@@ -85,6 +92,8 @@ TARGETS = {
     "srcnn-x2-residual-textured": 2.0,
     "espcn-x3": 1.5,
     "espcn-x3-textured": 1.5,
+    "srcnn-x2-long": 2.0,
+    "espcn-x3-long": 1.5,
 }
 QUICK = {"epochs": 1, "subset": None}
 
@@ -185,13 +194,14 @@ def main(argv=None) -> int:
         })  # fmt: skip
     print_table(rows)
     if not args.quick:
-        path = write_result(args.output or RESULTS / "superres.json", {
+        path = Path(args.output or RESULTS / "superres.json")
+        path = write_result(path, merge_runs(path, {
             "benchmark": "superres", "machine": machine(), "torch": torch.__version__,
             "budget_s": BUDGET_S, "configs": {k: list(v) for k, v in CONFIGS.items()}, "rows": rows,
             "results": {k: {x: v.get(x) for x in ("test_psnr", "test_ssim", "test_bicubic_psnr", "test_bicubic_ssim",
                            "test_accuracy", "train_seconds", "steps", "epochs", "stopped", "params",
                            "inference_img_per_s", "run_dir")} for k, v in results.items()},
-        })  # fmt: skip
+        }, list(CONFIGS)))  # fmt: skip
         print(f"wrote {path}")
     if args.figures:
         figures(out, Path(args.figures), results)
