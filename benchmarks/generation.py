@@ -244,6 +244,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.images:
+        Path(args.images).mkdir(parents=True, exist_ok=True)
     datasets = ["digits"] if args.quick else args.datasets
     started = time.perf_counter()
     refs, rows, classifiers = [], [], {}
@@ -276,6 +278,9 @@ def main(argv=None) -> int:
     text = None
     if args.text:
         text = text_row(out, args)
+        if args.images:
+            for fig in text["figures"]:
+                shutil.copy(fig, Path(args.images) / f"generation_text_{Path(fig).name}")
         print(f"text to image: {100 * text['prompt_match']:.1f}% of prompts match as read back "
               f"(the reader on real scenes: {100 * text['reader_real']:.1f}%)", flush=True)  # fmt: skip
     if refs:
