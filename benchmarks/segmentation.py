@@ -240,7 +240,8 @@ def main(argv=None) -> int:
         entry = {
             "config": name, "model": CONFIGS[name][0], "model_kwargs": CONFIGS[name][1],
             "options": train_config(name, args) | {"data_dir": None}, "params": r["params"], "macs": macs,
-            "epochs": r["epochs"], "train_seconds": r["train_seconds"], "train_img_per_s": r["img_per_s"],
+            "epochs": r["epochs"], "epochs_configured": CONFIGS[name][2]["epochs"], "stopped": r.get("stopped"),
+            "train_seconds": r["train_seconds"], "train_img_per_s": r["img_per_s"],
             "epoch_seconds": per_epoch, "train_img_per_s_idle": train_speed, "train_seconds_idle": quiet,
             "inference_img_per_s": speed, "test_miou": r["test_miou"], "test_miou_digits": r["test_miou_digits"],
             "test_pixel_accuracy": r["test_pixel_accuracy"], "val_miou": r["val_miou"],
