@@ -151,6 +151,38 @@ def test_a_short_training_beats_the_all_background_answer(tmp_path):
     assert r["test_miou_digits"] > 0.03, r["test_miou_digits"]
 
 
+def test_median_frequency_weights_of_a_hand_case():
+    from deeper.tasks.segment import median_frequency_weights
+
+    masks = torch.tensor([[[0, 0], [0, 1]], [[0, 0], [2, 2]]])
+    # freq: class 0 5 of 8 pixels (both images hold it), 1 1 of 4, 2 2 of 4; median 0.5; class 3 absent
+    assert median_frequency_weights(masks, 4).tolist() == pytest.approx([0.8, 2.0, 1.0, 1.0])
+
+
+def test_median_frequency_balancing_weighs_the_rare_digits_in_the_training_loss(tmp_path):
+    from deeper.tasks.segment import SegmentationTask
+
+    plain, balanced = SegmentationTask(), SegmentationTask(class_weights="median-frequency")
+    x = torch.zeros(1, 1, 2, 2)
+    y = torch.tensor([[[0, 0], [0, 3]]])
+
+    def background(images):  # every pixel's scores favour the background
+        return torch.tensor([3.0, 0.0, 0.0, 0.0])[None, :, None, None].expand(len(images), 4, 2, 2)
+
+    balanced.class_weights = torch.tensor([0.5, 1.0, 1.0, 4.0])
+    nets = {"net": background}
+    assert balanced.loss(nets, (x, y)).loss > plain.loss(nets, (x, y)).loss  # the missed digit weighs more
+    assert balanced.evaluation_step(nets, (x, y)).loss == pytest.approx(
+        plain.evaluation_step(nets, (x, y)).loss
+    )
+    with pytest.raises(ConfigError, match="class_weights must be one of none, median-frequency"):
+        fit(
+            TrainConfig(
+                **{**TINY, "task_args": {**TINY["task_args"], "class_weights": "inverse"}}, out=str(tmp_path)
+            )
+        )
+
+
 def test_models_and_data_of_another_kind_and_classification_options_are_refused(tmp_path):
     for options, message in [
         ({"model": "lenet5"}, "'lenet5' is a classify model; task 'segment' takes segment models"),

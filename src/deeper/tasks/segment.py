@@ -77,6 +77,20 @@ def segmentation_scores(matrix: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
+def median_frequency_weights(masks: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """SegNet's class balancing (Eigen & Fergus): ``median(freq) / freq(c)``, where ``freq(c)`` is class c's pixels
+    over the pixels of the images that hold c; a class absent from ``masks`` (N, H, W) gets weight 1."""
+    flat = masks.reshape(len(masks), -1).long()
+    counts = torch.stack([torch.bincount(m, minlength=num_classes)[:num_classes] for m in flat]).double()
+    present = counts > 0
+    seen = (present.double() * flat.shape[1]).sum(0)
+    freq = counts.sum(0) / seen.clamp(min=1)
+    known = present.any(0)
+    weights = torch.ones(num_classes, dtype=torch.float64)
+    weights[known] = freq[known].median() / freq[known]
+    return weights.float()
+
+
 class ConfusionScore(TorchMetric):
     """One score of :func:`segmentation_scores` (``"matrix"``: the confusion matrix itself) over every
     pixel of every batch: ``update(preds, target)`` with class maps of the same shape."""
@@ -158,12 +172,15 @@ class SegmentationTask(Task):
         **SCENE_OPTIONS,
         "figures": TaskOption(True, "draw segmentation.png and iou_per_class.png into the run folder"),
         "preview": TaskOption(8, "test scenes drawn in segmentation.png", low=1, high=64),
+        "class_weights": TaskOption("none", "training loss per class: none, or median-frequency (SegNet's "
+                                    "balancing: rare classes weigh more)", choices=("none", "median-frequency")),
     }  # fmt: skip
 
     def __init__(self, **task_args):
         super().__init__(**task_args)
         self.num_classes: int | None = None  # classes with the background (set by build or load_model)
         self.label_smoothing = 0.0
+        self.class_weights: torch.Tensor | None = None  # of the training loss (None: every class weighs 1)
 
     # ---- building
     def build(self, ctx: BuildContext) -> Built:
@@ -193,6 +210,8 @@ class SegmentationTask(Task):
         channels_last = ctx.channels_last(model)
         model = ctx.place(model, channels_last=channels_last)
         dev = ctx.device
+        if a["class_weights"] == "median-frequency":
+            self.class_weights = median_frequency_weights(train.class_masks, k).to(dev)
         train_loader = MaskLoader(
             train.to(dev), ctx.batch_size, shuffle=True, seed=cfg.seed, channels_last=channels_last,
             rank=ctx.rank, world_size=ctx.world_size,
@@ -217,11 +236,13 @@ class SegmentationTask(Task):
         return Built(Parts.single(model, opt, sched), train_loader, val_loader, test_loader, metadata)
 
     # ---- steps
-    def _step(self, net: nn.Module, batch, smoothing: float) -> StepOutput:
+    def _step(
+        self, net: nn.Module, batch, smoothing: float, weight: torch.Tensor | None = None
+    ) -> StepOutput:
         x, y = batch
         logits = net(x)
         scores = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
-        loss = F.cross_entropy(scores, y, label_smoothing=smoothing)
+        loss = F.cross_entropy(scores, y, weight=weight, label_smoothing=smoothing)
         pred = scores.argmax(1)
         n = x.shape[0]
         sums = {
@@ -232,7 +253,7 @@ class SegmentationTask(Task):
         return StepOutput(loss, sums, n, logits, pred, y)
 
     def loss(self, nets: Nets, batch) -> StepOutput:
-        return self._step(nets["net"], batch, self.label_smoothing)
+        return self._step(nets["net"], batch, self.label_smoothing, self.class_weights)
 
     def evaluation_step(self, nets: Nets, batch) -> StepOutput:
         return self._step(nets["net"], batch, 0.0)
