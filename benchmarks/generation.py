@@ -149,13 +149,12 @@ def reader_ceiling(clf: str, n: int, args) -> dict:
     the one of the text-to-image run (a LeNet-5 trained on its own crops of the training scenes, as the task
     trains it) and, beside it, one whose digit classifier is the MNIST LeNet-5 ``clf``."""
     from deeper.data.scenes import load_scenes
-    from deeper.generate.features import load_classifier, train_classifier
-    from deeper.generate.text import prompt_matches, reader_crops
+    from deeper.generate.features import load_classifier
+    from deeper.generate.text import prompt_matches, train_reader
 
     mnist = load_classifier(clf, "mnist", (1, 28, 28))
-    train = load_scenes("scenes-cap", "train", data_dir=args.data_dir)
     epochs = TEXT["task_args"].get("classifier_epochs", 4)
-    own = train_classifier(*reader_crops(train.images, train.boxes, train.labels, train.counts), 10, epochs=epochs)
+    own = train_reader(load_scenes("scenes-cap", "train", data_dir=args.data_dir), epochs=epochs)
     ds = load_scenes("scenes-cap", "test", n=n, data_dir=args.data_dir)
     prompts = [caps[i % len(caps)] for i, caps in enumerate(ds.captions)]
     with torch.no_grad():

@@ -522,15 +522,11 @@ def test_the_readers_crops_of_real_scenes_carry_their_digits_labels(scenes):
 def test_a_reader_trained_on_its_own_crops_reads_real_scenes():
     from deeper.data import load_dataset
     from deeper.data.scenes import load_scenes
-    from deeper.generate.features import train_classifier
-    from deeper.generate.text import prompt_matches, reader_crops
+    from deeper.generate.text import prompt_matches, train_reader
 
-    digits = load_dataset("digits", "train")
-    train = load_scenes("scenes-cap", "train", n=600, digits=digits, cache=False)
+    train = load_scenes("scenes-cap", "train", n=600, digits=load_dataset("digits", "train"), cache=False)
     test = load_scenes("scenes-cap", "test", n=100, digits=load_dataset("digits", "test"), cache=False)
-    reader = train_classifier(
-        *reader_crops(train.images, train.boxes, train.labels, train.counts), 10, epochs=12
-    )
+    reader = train_reader(train, epochs=12)
     own = prompt_matches(test.images.float() / 255, [c[0] for c in test.captions], reader, test.classes)
     other = [test.captions[(i + 1) % len(test.captions)][0] for i in range(len(test.captions))]
     swapped = prompt_matches(test.images.float() / 255, other, reader, test.classes)

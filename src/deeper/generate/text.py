@@ -128,6 +128,17 @@ def reader_crops(images: torch.Tensor, boxes, labels, counts) -> tuple[torch.Ten
     return (torch.stack(crops) * 255).round().to(torch.uint8), torch.tensor(truth, dtype=torch.long)
 
 
+def train_reader(scenes, *, epochs: int = 4, seed: int = 0):
+    """The reader's digit classifier (a LeNet-5, as a FeatureNet) trained on its own crops of ``scenes`` (a scenes
+    dataset with boxes and labels, such as the training split of ``scenes-cap``)."""
+    from deeper.generate.features import train_classifier
+
+    crops, truth = reader_crops(scenes.images, scenes.boxes, scenes.labels, scenes.counts)
+    return train_classifier(
+        crops, truth, len(scenes.classes), epochs=epochs, seed=seed, on="the training scenes' crops"
+    )
+
+
 @torch.no_grad()
 def read_scenes(images: torch.Tensor, classifier) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(boxes, labels)`` of each (1, H, W) scene in [0, 1], the labels from ``classifier`` (a FeatureNet)."""

@@ -609,7 +609,7 @@ class TextToImageTask(DiffusionTask):
     def build(self, ctx: BuildContext) -> Built:
         from deeper.data import load_dataset
         from deeper.data.scenes import load_scenes
-        from deeper.generate.text import TextVocab, reader_crops
+        from deeper.generate.text import TextVocab, train_reader
         from deeper.models import create_model
 
         cfg, a = ctx.cfg, self.args
@@ -629,9 +629,7 @@ class TextToImageTask(DiffusionTask):
             src = load_dataset(source, "test", data_dir=cfg.run.data_dir)
             self.features = load_classifier(a["classifier"], source, src.image_shape)
         else:
-            crops, truth = reader_crops(train.images, train.boxes, train.labels, train.counts)
-            self.features = train_classifier(crops, truth, len(self.classes), epochs=a["classifier_epochs"],
-                                             seed=cfg.seed, on="the training scenes' crops")  # fmt: skip
+            self.features = train_reader(train, epochs=a["classifier_epochs"], seed=cfg.seed)
         self.features = self.features.to(ctx.device)
         self.vocab = TextVocab.build(c for caps in train.captions for c in caps)
         length = max(len(c.split()) for caps in train.captions for c in caps) + 4
