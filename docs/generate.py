@@ -440,7 +440,9 @@ def segmentation() -> str:
     for e in r["results"]:
         idle, t = e.get("train_seconds_idle"), e.get("target")
         met = "" if t is None else f">= {t:.2f}: " + ("met" if e["test_miou"] >= t and e["within_time_limit"] else "**not met**")
-        rows.append([f"`{e['config']}`", f"{e['params']:,}", f"{e['macs'] / 1e6:,.0f} M", e["epochs"],
+        stopped = e.get("stopped") not in (None, "completed")
+        epochs = f"{e['epochs']} of {e['epochs_configured']} (time limit)" if stopped else e["epochs"]
+        rows.append([f"`{e['config']}`", f"{e['params']:,}", f"{e['macs'] / 1e6:,.0f} M", epochs,
                      f"{e['train_seconds'] / 60:.1f} min", "-" if idle is None else f"{idle / 60:.1f} min",
                      f"{e['inference_img_per_s']:,.0f}", f"{e['test_miou']:.4f}", f"{e['test_miou_digits']:.4f}",
                      f"{e['test_pixel_accuracy']:.4f}", met])  # fmt: skip
@@ -567,20 +569,45 @@ def generation() -> str:
             rows,
             "llrrrlrll",
         )  # fmt: skip
-        + reader_line(r.get("reader"))
         + source("generation", "DEEPER_DATA=../shared/datasets python benchmarks/generation.py")
     )
 
 
-def reader_line(reader: dict | None) -> str:
-    if not reader:
-        return ""
-    return (
-        f"\n\nThe text-to-image reader (ink blobs, MNIST-format crops, the MNIST LeNet-5 above at "
-        f"{pct(reader['classifier_accuracy'])}) finds the prompt true on {pct(reader['match'], 1)} of "
-        f"{reader['scenes']:,} real `scenes-cap` test scenes with their own captions: the ceiling of "
-        "`test_prompt_match` with this reader."
-    )
+@renderer("generation-text")
+def generation_text() -> str:
+    """Text to image: the two readers on real scenes, then the generated scenes read back against the target."""
+    r = load("generation")
+    reader, t = r.get("reader"), r.get("text_to_image")
+    if not reader or "mnist_reader_match" not in reader:
+        return "(not measured yet: `python benchmarks/generation.py --text-only`)"
+    readers = table(
+        ["the reader's digit classifier", "real test scenes whose own caption it reads as true"],
+        [
+            [f"LeNet-5 trained on its own crops of the 10,000 training scenes ({reader['classifier_epochs']} epochs)",
+             f"{pct(reader['match'], 1)} of {reader['scenes']:,}"],
+            [f"LeNet-5 trained on MNIST ({pct(reader['classifier_accuracy'])} on MNIST's test set)",
+             f"{pct(reader['mnist_reader_match'], 1)} of {reader['scenes']:,}"],
+        ],
+        "lr",
+    )  # fmt: skip
+    out = readers
+    if t:
+        stop = f", stopped: {t['stopped']}" if t.get("stopped") not in (None, "completed") else ""
+        met = "yes" if t["target_met"] else "**no**"
+        out += "\n\n" + table(
+            ["model", "training", "prompts", "generated scenes whose prompt holds", "the reader on the real scenes",
+             "target"],
+            [[f"`{t['options']['model']}` ({t['options']['model_kwargs']['width']} wide, "
+              f"mults {t['options']['model_kwargs']['mults']}), guidance {t['options']['task_args']['guidance']:g}, "
+              f"DDIM {t['options']['task_args']['ddim_steps']} steps",
+              f"{t['train_seconds'] / 60:.1f} min ({t['epochs']} epochs, {t['steps']:,} steps{stop})",
+              f"{t['samples']:,}", pct(t["prompt_match"], 1), pct(t["reader_real"], 1),
+              f">= {pct(t['target'], 0)}: {met}"]],
+            "llrrrl",
+        )  # fmt: skip
+        m = t.get("machine", r.get("machine", ""))
+        out += f"\n\nMeasured on: {m} (`benchmarks/results/generation.json`)."
+    return out + " `DEEPER_DATA=../shared/datasets python benchmarks/generation.py --text-only --images docs/images`"
 
 
 # ----------------------------------------------------------------------------- the README's headline
