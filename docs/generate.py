@@ -49,6 +49,11 @@ def pct(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{100 * x:.{digits}f}%"
 
 
+def cut_short(run: dict) -> bool:
+    """Whether a benchmark's run stopped before its last epoch (its ``stopped`` is the engine's reason)."""
+    return run.get("stopped") not in (None, "completed")
+
+
 def source(name: str, command: str | None = None) -> str:
     m = load(name).get("machine", "")
     cmd = f" `{command}`" if command else ""
@@ -440,8 +445,7 @@ def segmentation() -> str:
     for e in r["results"]:
         idle, t = e.get("train_seconds_idle"), e.get("target")
         met = "" if t is None else f">= {t:.2f}: " + ("met" if e["test_miou"] >= t and e["within_time_limit"] else "**not met**")
-        stopped = e.get("stopped") not in (None, "completed")
-        epochs = f"{e['epochs']} of {e['epochs_configured']} (time limit)" if stopped else e["epochs"]
+        epochs = f"{e['epochs']} of {e['epochs_configured']} (time limit)" if cut_short(e) else e["epochs"]
         rows.append([f"`{e['config']}`", f"{e['params']:,}", f"{e['macs'] / 1e6:,.0f} M", epochs,
                      f"{e['train_seconds'] / 60:.1f} min", "-" if idle is None else f"{idle / 60:.1f} min",
                      f"{e['inference_img_per_s']:,.0f}", f"{e['test_miou']:.4f}", f"{e['test_miou_digits']:.4f}",
@@ -482,7 +486,7 @@ def detection() -> str:
     for name in _detect_story(r) + [n for n in runs if n not in speedups]:
         e = runs[name]
         speedup = "-" if speedups.get(name) is None else f"{speedups[name]:.1f}x"
-        stopped = "time limit" if "time limit" in str(e.get("stopped", "")) else "all"
+        stopped = "time limit" if cut_short(e) else "all"
         rows.append([f"`{name}`", e["data"], f"{e['params']:,}", f"{e['epochs']} ({stopped})",
                      f"{e['train_seconds'] / 60:.1f} min", f"{e['latency_ms']:.1f} ms", speedup,
                      f"{e['test_map50']:.4f}", f"{e['test_map']:.4f}", f"{e.get('test_map75', float('nan')):.4f}"])  # fmt: skip
@@ -592,7 +596,7 @@ def generation_text() -> str:
     )  # fmt: skip
     out = readers
     if t:
-        stop = f", stopped: {t['stopped']}" if t.get("stopped") not in (None, "completed") else ""
+        stop = f", stopped: {t['stopped']}" if cut_short(t) else ""
         met = "yes" if t["target_met"] else "**no**"
         out += "\n\n" + table(
             ["model", "training", "prompts", "generated scenes whose prompt holds", "the reader on the real scenes",
