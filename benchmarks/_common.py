@@ -66,7 +66,11 @@ def merge_runs(path: str | Path, fresh: dict, order: list[str]) -> dict:
     was measured on (``CPU``), ``machines`` lists each machine line, ``machine`` joins them, and rows and
     results follow ``order`` (the benchmark's configurations)."""
     path = Path(path)
-    previous = json.loads(path.read_text()) if path.is_file() else {}
+    return merge_into(json.loads(path.read_text()) if path.is_file() else {}, fresh, order)
+
+
+def merge_into(previous: dict, fresh: dict, order: list[str]) -> dict:
+    """:func:`merge_runs` with the previous result given."""
     done = {r["config"] for r in fresh["rows"]} | set(fresh.get("results", {}))
     before = previous.get("machines") or ([previous["machine"]] if previous.get("machine") else [])
     old_cpu = before[0].split(",")[0] if len(before) == 1 else ""

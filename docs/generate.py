@@ -545,15 +545,16 @@ def generation() -> str:
         if x["coverage_target_met"] is not None:
             cov += " (8-12%: " + ("yes" if x["coverage_target_met"] else "**no**") + ")"
         met = "yes" if x["fid_target_met"] else "**no**"
+        stop = f", stopped: {x['stopped']}" if cut_short(x) else ""
         rows.append([
             x["dataset"], x["model"], f"{x['samples']:,}", f"{x['test_fid']:.3f}", f"{x['fid_floor']:.3f}",
             f"{x['fid_over_floor']:.1f}x (target {x['target_over_floor']:g}x: {met})", f"{x['test_kid']:.4f}", cov,
-            f"{x['train_seconds'] / 60:.1f} min ({x['steps']:,} steps)",
+            f"{x['train_seconds'] / 60:.1f} min ({x['steps']:,} steps{stop})", x.get("CPU", ""),
         ])  # fmt: skip
         if x.get("at_2000"):
             a = x["at_2000"]
             rows.append([x["dataset"], f"{x['model']}, the same weights", f"{a['samples']:,}", f"{a['fid']:.3f}",
-                         f"{a['fid_floor']:.3f}", f"{a['fid_over_floor']:.1f}x", "", "", ""])  # fmt: skip
+                         f"{a['fid_floor']:.3f}", f"{a['fid_over_floor']:.1f}x", "", "", "", ""])  # fmt: skip
     return (
         f"Feature network: {clf} (the input of its last layer, 84 features).\n\n"
         + table(["data", "set", "samples", "FID", "KID"], refs, "llrrr")
@@ -569,9 +570,10 @@ def generation() -> str:
                 "KID",
                 "classes (rarest-commonest)",
                 "training",
+                "CPU",
             ],
             rows,
-            "llrrrlrll",
+            "llrrrlrlll",
         )  # fmt: skip
         + source("generation", "DEEPER_DATA=../shared/datasets python benchmarks/generation.py")
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from tests.helpers import load_benchmark
 
@@ -38,3 +39,27 @@ def test_a_partial_run_keeps_the_other_configurations_and_names_each_rows_cpu(tm
         r["config"]
         for r in common.merge_runs(tmp_path / "none.json", {"rows": [{"config": "a"}]}, ["a"])["rows"]
     ] == ["a"]
+
+
+def test_generation_keeps_the_rows_references_and_text_run_it_did_not_measure_again(tmp_path, monkeypatch):
+    gen = load_benchmark("generation")
+    common = sys.modules["_common"]  # the module generation.py merges with
+    monkeypatch.setattr(common, "machine", lambda: "New CPU, 2 cores, 2 threads, no GPU")
+    monkeypatch.setattr(common, "cpu_name", lambda: "New CPU")
+    path = tmp_path / "generation.json"
+    path.write_text(json.dumps({
+        "machine": "Old CPU, 2 cores, 2 threads, no GPU",
+        "classifiers": {"mnist": {"test_accuracy": 0.97}, "fashion-mnist": {"test_accuracy": 0.85}},
+        "references": [{"dataset": "mnist", "fid": 1.0}, {"dataset": "fashion-mnist", "fid": 2.0}],
+        "rows": [{"dataset": "mnist", "model": "dcgan", "fid": 5.0}, {"dataset": "fashion-mnist", "model": "ddpm"}],
+        "text_to_image": {"prompt_match": 0.1},
+    }))  # fmt: skip
+    fresh = {"classifiers": {"mnist": {"test_accuracy": 0.98}}, "references": [{"dataset": "mnist", "fid": 0.5}],
+             "rows": [{"config": "mnist-wgan-gp", "dataset": "mnist", "model": "wgan-gp"}]}  # fmt: skip
+    out = gen.merged(path, fresh, ["mnist"])
+    assert [(r["config"], r["CPU"]) for r in out["rows"]] == [
+        ("mnist-dcgan", "Old CPU"), ("mnist-wgan-gp", "New CPU"), ("fashion-mnist-ddpm", "Old CPU")
+    ]  # fmt: skip
+    assert out["references"] == [{"dataset": "fashion-mnist", "fid": 2.0}, {"dataset": "mnist", "fid": 0.5}]
+    assert out["classifiers"]["mnist"]["test_accuracy"] == 0.98 and "fashion-mnist" in out["classifiers"]
+    assert out["text_to_image"] == {"prompt_match": 0.1} and "results" not in out
