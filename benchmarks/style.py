@@ -10,7 +10,8 @@ content photograph.  Targets: at most 3 minutes per 256 px image, held-out style
 content SSIM >= 0.3.
 
 ``gatys-lbfgs-style5`` repeats ``gatys-lbfgs`` with a quarter of the style weight (5 instead of
-20): less style, more of the content photograph kept.
+20): less style, more of the content photograph kept.  ``gatys-lbfgs-50`` stops ``gatys-lbfgs``
+after half its L-BFGS steps (50).
 
 ``fast`` trains a ``style-net`` (``style-fast``) for one style on random 96 px crops of the training
 photographs and stylises the held-out ones; its inference is timed on 512x512 images (batch 1, the
@@ -33,7 +34,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, print_table, write_result  # noqa: E402
+from _common import RESULTS, merge_runs, print_table, write_result  # noqa: E402
 
 from deeper.train.callbacks import TimeLimit  # noqa: E402
 
@@ -51,6 +52,8 @@ CONFIGS: dict[str, tuple[dict, dict]] = {
                                      {"epochs": 2}),
     "gatys-lbfgs-trained-referee": ({"content": "chelsea", "style": "immunohistochemistry", "solver": "lbfgs",
                                      "steps": 50, "referee": "@features"}, {"epochs": 2}),
+    "gatys-lbfgs-50": ({"content": "chelsea", "style": "immunohistochemistry", "solver": "lbfgs", "steps": 50},
+                       {"epochs": 1}),
     "fast": ({"style": "immunohistochemistry", "patch": 96, "patches": 768, "eval_crop": 256},
              {"epochs": 2, "batch_size": 4, "lr": 0.002, "optimizer": "adam", "schedule": "cosine"}),
 }  # fmt: skip
@@ -136,14 +139,15 @@ def main(argv=None) -> int:
             if fig.is_file():
                 shutil.copyfile(fig, Path(args.figures) / f"i2i_style_{name}.png")
     print_table(rows)
-    if not args.quick:
-        path = write_result(args.output or RESULTS / "style.json", {
-            "benchmark": "style", "machine": machine(), "torch": torch.__version__,
+    if not args.quick:  # a partial run (--only) merges into the results file
+        path = Path(args.output or RESULTS / "style.json")
+        path = write_result(path, merge_runs(path, {
+            "benchmark": "style", "torch": torch.__version__,
             "gatys_budget_s": GATYS_BUDGET_S, "configs": {k: list(v) for k, v in CONFIGS.items()}, "rows": rows,
             "results": {k: {"test": v["test"], "train_seconds": v["train_seconds"], "steps": v["steps"],
                             "stopped": v["stopped"], "inference_img_per_s_512": v.get("inference_img_per_s_512")}
                         for k, v in results.items()},
-        })  # fmt: skip
+        }, list(CONFIGS)))  # fmt: skip
         print(f"wrote {path}")
     return 0
 
