@@ -7,7 +7,9 @@ a hole on a digit's black background changes nothing, and an unchanged image has
 the held-out images is the same for the network and the simple repairs: the damaged image itself,
 an oracle-tuned Gaussian blur (noise) or the mean of the known pixels (holes); ``baseline`` is,
 image by image, the best of them.  A run stops after 15 minutes of training.  ``denoise-photos-long``
-repeats ``denoise-photos`` with the whole budget (28 epochs, about 13 minutes of one core, instead of 4).
+repeats ``denoise-photos`` with the whole budget (28 epochs, about 13 minutes of one core, instead of 4);
+``denoise-photos-scales`` repeats it with scale augmentation (each training photograph also downscaled by
+0.9, 0.8, 0.7 and 0.6: ``superres.SCALES``).
 
     flock /tmp/deeper-cpu.lock python benchmarks/restore.py --data-dir ../shared/datasets --figures docs/images
     python benchmarks/restore.py --quick --out /tmp/r      # smoke run
@@ -25,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine, merge_runs, print_table, write_result  # noqa: E402
-from superres import BUDGET_S  # noqa: E402
+from superres import BUDGET_S, SCALES  # noqa: E402
 
 from deeper.train.callbacks import TimeLimit  # noqa: E402
 
@@ -38,6 +40,8 @@ CONFIGS: dict[str, tuple] = {
                        {"epochs": 4, "batch_size": 16}),
     "denoise-photos-long": ("photos", PHOTO_NET, {"damage": "noise", "sigma": 25.0, "patch": 64, "patches": 2048},
                             {"epochs": 28, "batch_size": 16}),
+    "denoise-photos-scales": ("photos", PHOTO_NET, {"damage": "noise", "sigma": 25.0, "patch": 64, "patches": 2048,
+                              "scales": SCALES}, {"epochs": 28, "batch_size": 16}),
     "inpaint-photos": ("photos", PHOTO_NET, {"damage": "inpaint", "hole": 16, "cover": 0.15, "patch": 64,
                        "patches": 2048}, {"epochs": 4, "batch_size": 16}),
     "denoise-mnist": ("mnist", DIGIT_NET, {"damage": "noise", "sigma": 50.0, "patches": 8192},

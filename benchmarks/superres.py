@@ -18,7 +18,9 @@ flatter than a standard deviation of 0.02 skipped (``min_std``: a third of them,
 empty sky).
 
 The ``-long`` configurations repeat ``srcnn-x2-residual`` and ``espcn-x3`` with the whole budget: as
-many epochs as about 14 minutes of one core hold (the others stopped after 1-2 minutes).
+many epochs as about 14 minutes of one core hold (the others stopped after 1-2 minutes).  The
+``-scales`` configurations repeat the ``-long`` ones with scale augmentation (:data:`SCALES`: each
+training photograph also downscaled by 0.9, 0.8, 0.7 and 0.6, as VDSR trains).
 
 ``features`` trains the feature network of SRGAN's perceptual loss on the photographs' patches
 (``deeper train --data photo-patches --model vgg-features``: which photograph a 32x32 patch comes
@@ -50,6 +52,8 @@ from deeper.train.callbacks import TimeLimit  # noqa: E402
 BUDGET_S = 15 * 60
 COMMON: dict = {"data": "photos", "optimizer": "adam", "schedule": "cosine", "label_smoothing": 0.0}
 #: configuration -> (task, model, model options, task options, training options), fixed before running
+#: the ``-scales`` configurations' scale augmentation: each training photograph also downscaled by these
+SCALES = "0.9,0.8,0.7,0.6"
 CONFIGS: dict[str, tuple] = {
     "features": ("classify", "vgg-features", {"width": 16}, {},
                  {"data": "photo-patches", "subset": 8000, "epochs": 2, "batch_size": 64, "lr": 0.002,
@@ -68,6 +72,10 @@ CONFIGS: dict[str, tuple] = {
                       {"epochs": 90, "batch_size": 32, "lr": 0.001}),
     "espcn-x3-long": ("superres", "espcn", {}, {"scale": 3, "patch": 48, "patches": 4096},
                       {"epochs": 170, "batch_size": 32, "lr": 0.001}),
+    "srcnn-x2-scales": ("superres", "srcnn", {"residual": True}, {"scale": 2, "patch": 32, "patches": 4096,
+                        "scales": SCALES}, {"epochs": 90, "batch_size": 32, "lr": 0.001}),
+    "espcn-x3-scales": ("superres", "espcn", {}, {"scale": 3, "patch": 48, "patches": 4096, "scales": SCALES},
+                        {"epochs": 170, "batch_size": 32, "lr": 0.001}),
     "srcnn-x4-residual": ("superres", "srcnn", {"residual": True}, {"scale": 4, "patch": 48, "patches": 4096},
                           {"epochs": 4, "batch_size": 32, "lr": 0.001}),
     "espcn-x4": ("superres", "espcn", {}, {"scale": 4, "patch": 48, "patches": 4096},
@@ -94,6 +102,8 @@ TARGETS = {
     "espcn-x3-textured": 1.5,
     "srcnn-x2-long": 2.0,
     "espcn-x3-long": 1.5,
+    "srcnn-x2-scales": 2.0,
+    "espcn-x3-scales": 1.5,
 }
 QUICK = {"epochs": 1, "subset": None}
 

@@ -24,7 +24,7 @@ from deeper.image2image.images import (
     ycbcr_to_rgb,
 )
 from deeper.image2image.metrics import ImageScore, psnr, ssim
-from deeper.image2image.sources import ImageSource, PatchSource
+from deeper.image2image.sources import ImageSource, PatchSource, parse_scales, with_scales
 from deeper.models import create_model
 from deeper.models.image2image.sr import pixel_shuffle_reference
 from deeper.tasks import create_task, get_task_class
@@ -140,6 +140,27 @@ def test_flat_patches_can_be_skipped_and_photographs_balanced():
     )  # (the luminance: a bit flatter)
     with pytest.raises(ConfigError, match="too few training patches"):
         PatchSource(PhotoSet("t", [flat], ["flat"]), patch=16, batch_size=8, steps=4, min_std=0.01).draw(0)
+
+
+def test_scale_augmentation_adds_downscaled_copies_of_each_photograph():
+    photos = PhotoSet("t", [smooth(40, 60, 1), smooth(30, 30, 2)], ["a", "b"])
+    out = with_scales(photos, parse_scales("0.5, 0.8"))
+    assert out.names == ["a", "b", "a@0.5", "a@0.8", "b@0.5", "b@0.8"]
+    assert [tuple(im.shape) for im in out.images[2:]] == [(1, 20, 30), (1, 32, 48), (1, 15, 15), (1, 24, 24)]
+    assert out.images[2].dtype == torch.uint8 and torch.equal(out.images[0], photos.images[0])
+    # a smooth image keeps its mean brightness when shrunk
+    assert abs(out.images[2].float().mean() - photos.images[0].float().mean()) < 2
+    assert parse_scales("") == () and with_scales(photos, ()).names == ["a", "b"]
+    for bad, match in (
+        ("0.5,x", "numbers separated by commas"),
+        ("1.5", "between 0 and 1"),
+        ("0", "between"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            parse_scales(bad)
+    # the patch source draws from the copies too, in proportion to their positions
+    which = PatchSource(out, patch=8, batch_size=64, steps=8, seed=0).draw(0)[0]
+    assert set(which.tolist()) == set(range(6))
 
 
 def test_evaluation_images_come_whole_cropped_to_the_scale():

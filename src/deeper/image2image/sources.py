@@ -20,7 +20,7 @@ import torch
 
 from deeper.data.photos import PhotoSet
 from deeper.errors import ConfigError
-from deeper.image2image.images import modcrop, rgb_to_y
+from deeper.image2image.images import modcrop, quantize, resize, rgb_to_y
 
 COLOURS = ("y", "rgb", "grey")
 
@@ -164,6 +164,37 @@ class ImageSource:
     def __iter__(self):
         for idx in self.batches:
             yield self.images(idx)
+
+
+#: the help of the ``scales`` task option (super-resolution, restoration)
+SCALES_HELP = "scale augmentation: also train on the photographs downscaled by these factors (e.g. 0.8,0.6)"
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """The factors of a ``scales`` option ("0.8,0.6"): each in (0, 1); empty: none."""
+    try:
+        factors = tuple(float(f) for f in text.replace(" ", "").split(",") if f)
+    except ValueError:
+        raise ConfigError(
+            f"scales must be numbers separated by commas, like 0.8,0.6 (got {text!r})"
+        ) from None
+    if bad := [f for f in factors if not 0 < f < 1]:
+        raise ConfigError(f"each of scales must lie between 0 and 1 (a downscaling), got {bad[0]:g}")
+    return factors
+
+
+def with_scales(photos: PhotoSet, factors: tuple[float, ...]) -> PhotoSet:
+    """Scale augmentation: each photograph, then a copy of it downscaled by each factor (bicubic,
+    antialiased, rounded to 8 bits), named ``NAME@FACTOR``; more content at the pixel scale from the same
+    photographs (the augmentation of VDSR and its successors)."""
+    images, names = list(photos.images), list(photos.names)
+    for im, name in zip(photos.images, photos.names):
+        x = im[None].float().div(255.0)
+        for f in factors:
+            small = quantize(resize(x, f))[0].mul(255).round().to(torch.uint8)
+            images.append(small)
+            names.append(f"{name}@{f:g}")
+    return PhotoSet(photos.name, images, names)
 
 
 def epoch_steps(patches: int, batch_size: int, world_size: int = 1) -> int:

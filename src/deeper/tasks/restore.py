@@ -24,6 +24,7 @@ from deeper.image2image.common import output_path
 from deeper.image2image.damage import add_noise, best_blur, hole_mask, mean_fill
 from deeper.image2image.images import quantize
 from deeper.image2image.metrics import psnr, scores
+from deeper.image2image.sources import SCALES_HELP
 from deeper.tasks.base import Metric, Nets, StepOutput, Task, TaskOption, register_task
 from deeper.train.build import BuildContext, Built
 from deeper.train.parts import Parts
@@ -59,6 +60,7 @@ class RestoreTask(Task):
         "patch": TaskOption(64, "side of the training patches", low=4, high=1024),
         "patches": TaskOption(4096, "training patches per epoch", low=1, high=10**8),
         "balance": TaskOption(False, "draw each training photograph equally often (default: in proportion to its area)"),
+        "scales": TaskOption("", SCALES_HELP),
         "min_std": TaskOption(0.0, "skip training patches flatter than this standard deviation (0-1 scale)",
                               low=0.0, high=0.5),
         "eval_images": TaskOption(0, "held-out images scored (0: all; a digit dataset: 200)", low=0, high=10**6),

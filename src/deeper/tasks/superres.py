@@ -23,7 +23,15 @@ from torch import nn
 from deeper.errors import ConfigError
 from deeper.image2image.common import output_path
 from deeper.image2image.metrics import psnr, scores
-from deeper.image2image.sources import ImageSource, PatchSource, epoch_steps, load_split
+from deeper.image2image.sources import (
+    SCALES_HELP,
+    ImageSource,
+    PatchSource,
+    epoch_steps,
+    load_split,
+    parse_scales,
+    with_scales,
+)
 from deeper.image2image.superres import sr_inputs, super_resolve
 from deeper.tasks.base import Metric, Nets, StepOutput, Task, TaskOption, register_task
 from deeper.train.build import BuildContext, Built
@@ -47,6 +55,7 @@ SR_OPTIONS = {
     "patch": TaskOption(48, "side of the high-resolution training patches (a multiple of the scale)", low=4, high=1024),
     "patches": TaskOption(8192, "training patches per epoch", low=1, high=10**8),
     "balance": TaskOption(False, "draw each training photograph equally often (default: in proportion to its area)"),
+    "scales": TaskOption("", SCALES_HELP),
     "min_std": TaskOption(0.0, "skip training patches flatter than this standard deviation (0-1 scale; 0: keep all)",
                           low=0.0, high=0.5),
     "eval_images": TaskOption(0, "held-out images scored (0: all; a digit dataset: 200)", low=0, high=10**6),
@@ -83,6 +92,8 @@ def make_sources(task: Task, ctx: BuildContext, colour: str, multiple: int, patc
     cfg, a = ctx.cfg, task.args
     where = {"data_dir": cfg.run.data_dir}
     train = load_split(cfg.data, "train", n=cfg.sampling.subset, **where)
+    if factors := parse_scales(a.get("scales", "")):
+        train = with_scales(train, factors)
     patch = patch_size(patch, multiple, train)
     n_eval = a.get("eval_images", 0) or None
     val = load_split(cfg.data, "val", n=n_eval, **where) if cfg.sampling.val_size != 0 else None
