@@ -240,9 +240,9 @@ def merged(path: Path, fresh: dict, scored: list[str]) -> dict:
         previous, {k: v for k, v in previous.items() if k not in ("rows", "results")} | fresh, order
     )
     result.pop("results", None)
-    result["references"] = [x for x in previous.get("references", []) if x["dataset"] not in scored] + fresh[
-        "references"
-    ]
+    refs = [x for x in previous.get("references", []) if x["dataset"] not in scored] + fresh["references"]
+    rank = {d: i for i, d in enumerate(DATASETS)}
+    result["references"] = sorted(refs, key=lambda x: rank.get(x["dataset"], len(rank)))
     result["classifiers"] = previous.get("classifiers", {}) | fresh["classifiers"]
     return result
 
@@ -252,7 +252,9 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", help="offline data folder (default: $DEEPER_DATA)")
     p.add_argument("--datasets", nargs="+", default=list(DATASETS))
     p.add_argument("--rows", nargs="+", default=list(DEFAULT), choices=sorted(CONFIGS))
-    p.add_argument("--only", help="train and score this one row (DATA-NAME); the other rows of the results stay")
+    p.add_argument(
+        "--only", help="train and score this one row (DATA-NAME); the other rows of the results stay"
+    )
     p.add_argument("--out", default="runs/generation", help="folder of the runs")
     p.add_argument("--images", help="copy each run's samples.png (and trajectory/interpolation) here")
     p.add_argument("--text", action="store_true", help="also train text to image on scenes-cap")

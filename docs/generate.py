@@ -527,6 +527,12 @@ def detection_targets() -> str:
 # ----------------------------------------------------------------------------- image generation (docs/generation.md)
 
 
+GENERATION_CMD = (
+    "DEEPER_DATA=../shared/datasets python benchmarks/generation.py` (the default rows), `... --datasets mnist "
+    "--rows dcgan-conditional wgan-gp` and `... --datasets fashion-mnist --rows ddpm-long"
+)
+
+
 @renderer("generation")
 def generation() -> str:
     """FID/KID of the generators against the floor and the bad references, in a classifier trained here."""
@@ -575,7 +581,7 @@ def generation() -> str:
             rows,
             "llrrrlrlll",
         )  # fmt: skip
-        + source("generation", "DEEPER_DATA=../shared/datasets python benchmarks/generation.py")
+        + source("generation", GENERATION_CMD)
     )
 
 

@@ -60,6 +60,6 @@ def test_generation_keeps_the_rows_references_and_text_run_it_did_not_measure_ag
     assert [(r["config"], r["CPU"]) for r in out["rows"]] == [
         ("mnist-dcgan", "Old CPU"), ("mnist-wgan-gp", "New CPU"), ("fashion-mnist-ddpm", "Old CPU")
     ]  # fmt: skip
-    assert out["references"] == [{"dataset": "fashion-mnist", "fid": 2.0}, {"dataset": "mnist", "fid": 0.5}]
+    assert out["references"] == [{"dataset": "mnist", "fid": 0.5}, {"dataset": "fashion-mnist", "fid": 2.0}]
     assert out["classifiers"]["mnist"]["test_accuracy"] == 0.98 and "fashion-mnist" in out["classifiers"]
     assert out["text_to_image"] == {"prompt_match": 0.1} and "results" not in out
