@@ -203,23 +203,28 @@ def main(argv=None) -> int:
             "img/s": f"{rate:.1f}",
         })  # fmt: skip
     print_table(rows)
+    # the rows of the gain chart (a written results file: all of its configurations)
+    scored = {k: v for k, v in results.items() if v.get("test_psnr") is not None}
     if not args.quick:
         path = Path(args.output or RESULTS / "superres.json")
-        path = write_result(path, merge_runs(path, {
+        merged = merge_runs(path, {
             "benchmark": "superres", "machine": machine(), "torch": torch.__version__,
             "budget_s": BUDGET_S, "configs": {k: list(v) for k, v in CONFIGS.items()}, "rows": rows,
             "results": {k: {x: v.get(x) for x in ("test_psnr", "test_ssim", "test_bicubic_psnr", "test_bicubic_ssim",
                            "test_accuracy", "train_seconds", "steps", "epochs", "stopped", "params",
                            "inference_img_per_s", "run_dir")} for k, v in results.items()},
-        }, list(CONFIGS)))  # fmt: skip
+        }, list(CONFIGS))  # fmt: skip
+        path = write_result(path, merged)
         print(f"wrote {path}")
+        scored = {k: v for k, v in merged["results"].items() if v.get("test_psnr") is not None}
     if args.figures:
-        figures(out, Path(args.figures), results)
+        figures(out, Path(args.figures), results, scored)
     return 0
 
 
-def figures(out: Path, folder: Path, results: dict) -> None:
-    """The x4 comparison, SRGAN beside SRResNet, and the gains over bicubic."""
+def figures(out: Path, folder: Path, results: dict, scored: dict) -> None:
+    """The x4 comparison and SRGAN beside SRResNet (of the runs of ``results``), and the gains over bicubic of
+    every configuration of ``scored`` (those of the results file)."""
     from deeper.analysis.plots import plt, save_figure
     from deeper.data.photos import load_photos
     from deeper.image2image.figures import image_grid
@@ -268,16 +273,14 @@ def figures(out: Path, folder: Path, results: dict) -> None:
             folder / "i2i_srgan.png",
             title=f"{r} (MSE) and {g} (perceptual + adversarial), x4",
         )
-    sr = [
-        n for n in results if results[n].get("task") != "classify" and results[n].get("test_psnr") is not None
-    ]
+    sr = list(scored)
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    gains = [results[n]["test_psnr"] - results[n]["test_bicubic_psnr"] for n in sr]
+    gains = [scored[n]["test_psnr"] - scored[n]["test_bicubic_psnr"] for n in sr]
     ax.bar(range(len(sr)), gains, color=["#4c72b0" if g >= 0 else "#c44e52" for g in gains])
     ax.set_xticks(range(len(sr)), sr, rotation=35, ha="right", fontsize=7)
     ax.axhline(0, color="k", lw=0.6)
     ax.set_ylabel("PSNR gain over bicubic, dB")
-    ax.set_title(f"held-out photographs, Y channel ({machine().split(',')[0]})", fontsize=8)
+    ax.set_title("held-out photographs, Y channel (the CPU of each run: the results table)", fontsize=8)
     fig.tight_layout()
     save_figure(fig, folder / "i2i_sr_gain.png")
     plt.close(fig)
