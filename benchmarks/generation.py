@@ -191,7 +191,8 @@ def train_row(data: str, name: str, clf: str, out: Path, args) -> dict:
     target = TARGET[opts["task"]]
     return {
         "config": f"{data}-{name}", "dataset": data, "model": name, "samples": opts["task_args"]["test_samples"],
-        "train_seconds": r["train_seconds"], "epochs": r["epochs"], "stopped": r.get("stopped"), "steps": r["steps"], "test_fid": r["test_fid"], "fid_floor": r["fid_floor"],
+        "train_seconds": r["train_seconds"], "epochs": r["epochs"], "stopped": r.get("stopped"), "steps": r["steps"],
+        "test_fid": r["test_fid"], "fid_floor": r["fid_floor"],
         "fid_over_floor": ratio, "test_kid": r["test_kid"], "class_min": r["test_class_min"],
         "class_max": r["test_class_max"], "classes": shares, "target_over_floor": target,
         "fid_target_met": ratio is not None and ratio <= target,

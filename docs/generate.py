@@ -54,9 +54,10 @@ def cut_short(run: dict) -> bool:
     return run.get("stopped") not in (None, "completed")
 
 
-def source(name: str, command: str | None = None) -> str:
+def source(name: str, *commands: str | None) -> str:
+    """The "Measured on" line of a results file, with the commands that reproduce it."""
     m = load(name).get("machine", "")
-    cmd = f" `{command}`" if command else ""
+    cmd = " " + "; ".join(f"`{c}`" for c in commands if c) if any(commands) else ""
     return f"\n\nMeasured on: {m} (`benchmarks/results/{name}.json`).{cmd}"
 
 
@@ -527,9 +528,10 @@ def detection_targets() -> str:
 # ----------------------------------------------------------------------------- image generation (docs/generation.md)
 
 
-GENERATION_CMD = (
-    "DEEPER_DATA=../shared/datasets python benchmarks/generation.py` (the default rows), `... --datasets mnist "
-    "--rows dcgan-conditional wgan-gp` and `... --datasets fashion-mnist --rows ddpm-long"
+GENERATION_CMDS = (
+    "DEEPER_DATA=../shared/datasets python benchmarks/generation.py",
+    "... --datasets mnist --rows dcgan-conditional wgan-gp",
+    "... --datasets fashion-mnist --rows ddpm-long",
 )
 
 
@@ -581,7 +583,7 @@ def generation() -> str:
             rows,
             "llrrrlrlll",
         )  # fmt: skip
-        + source("generation", GENERATION_CMD)
+        + source("generation", *GENERATION_CMDS)
     )
 
 
