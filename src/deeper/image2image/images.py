@@ -61,6 +61,11 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(0, 1).mul(255).round().div(255)
 
 
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] as 8-bit levels (clamped and rounded as :func:`quantize` rounds)."""
+    return x.clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
 def modcrop(x: torch.Tensor, scale: int) -> torch.Tensor:
     """Cropped (bottom, right) so both sides are multiples of ``scale``."""
     h, w = x.shape[-2:]
@@ -147,7 +152,7 @@ def write_image(path, x: torch.Tensor) -> str:
 
     if x.ndim == 4:
         x = x[0]
-    arr = quantize(x.detach().float().cpu()).mul(255).round().to(torch.uint8)
+    arr = to_uint8(x.detach().float().cpu())
     arr = arr[0].numpy() if arr.shape[0] == 1 else arr.permute(1, 2, 0).numpy()
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")

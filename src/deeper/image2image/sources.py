@@ -20,7 +20,7 @@ import torch
 
 from deeper.data.photos import PhotoSet
 from deeper.errors import ConfigError
-from deeper.image2image.images import modcrop, quantize, resize, rgb_to_y
+from deeper.image2image.images import modcrop, resize, rgb_to_y, to_uint8
 
 COLOURS = ("y", "rgb", "grey")
 
@@ -191,8 +191,7 @@ def with_scales(photos: PhotoSet, factors: tuple[float, ...]) -> PhotoSet:
     for im, name in zip(photos.images, photos.names):
         x = im[None].float().div(255.0)
         for f in factors:
-            small = quantize(resize(x, f))[0].mul(255).round().to(torch.uint8)
-            images.append(small)
+            images.append(to_uint8(resize(x, f))[0])
             names.append(f"{name}@{f:g}")
     return PhotoSet(photos.name, images, names)
 
