@@ -14,9 +14,16 @@ rows can be trained one at a time with ``--only``).  The issue's targets: DCGAN 
 the floor with every class between 8% and 12% of the samples, DDPM (DDIM sampling) at most 10x
 the floor, each trained in at most 15 minutes on this CPU.
 
+Text to image (``--text``, on ``scenes-cap``; target: 80% of the generated scenes match their prompt as read
+back): one diffusion U-Net reading the caption (``text-to-image``), and two stages (``text-layout``: the caption
+to a layout of digits, drawn with the digits of a class-conditional DCGAN trained for :data:`GLYPH_EPOCHS`
+epochs, row ``mnist-dcgan-glyphs``; the two stages' training together within the 15 minutes), its layout
+written in the order the caption names the digits or (``layout-left-to-right``) left to right.
+
     python benchmarks/generation.py --data-dir ../shared/datasets                 # every row
     python benchmarks/generation.py --data-dir ../shared/datasets --only mnist-dcgan
     python benchmarks/generation.py --data-dir ../shared/datasets --text-only     # text to image, the readers
+    python benchmarks/generation.py --data-dir ../shared/datasets --text-only --text-models layout layout-left-to-right
     python benchmarks/generation.py --quick --out /tmp/g                          # a smoke run on digits
 """
 
@@ -72,6 +79,23 @@ TEXT = dict(
     "dropout": 0.0}, epochs=EPOCHS_TEXT, batch_size=32, lr=2e-3, schedule="onecycle", optimizer="adam", ema=0.995,
     task_args={"guidance": 3.0, "ddim_steps": 10, "test_samples": 500, "val_samples": 32},
 )  # fmt: skip
+#: text to image in two stages (``text-layout``): the glyphs from a class-conditional DCGAN of MNIST trained for
+#: GLYPH_EPOCHS epochs (row ``mnist-dcgan-glyphs``), then the layout network; both stages within the 15 minutes
+GLYPH_EPOCHS = 6
+CONFIGS["dcgan-glyphs"] = CONFIGS["dcgan-conditional"] | {"epochs": GLYPH_EPOCHS}
+LAYOUT = dict(
+    task="text-layout", model="layout-gru", data="scenes-cap", model_kwargs={"dim": 128}, epochs=40, batch_size=64,
+    lr=3e-3, schedule="onecycle", optimizer="adam", task_args={"test_samples": 500, "val_samples": 100},
+)  # fmt: skip
+#: text-to-image model -> (results key, run folder, options)
+TEXT_MODELS = {
+    "diffusion": ("text_to_image", "scenes-cap-text-to-image", TEXT),
+    "layout": ("text_layout", "scenes-cap-text-layout", LAYOUT),
+    "layout-left-to-right": (
+        "text_layout_left_to_right", "scenes-cap-text-layout-left-to-right",
+        LAYOUT | {"task_args": LAYOUT["task_args"] | {"order": "left-to-right"}},
+    ),
+}  # fmt: skip
 TIME_LIMIT = 15 * 60  # seconds of training of every run (the conditional DCGAN and WGAN-GP stop at it)
 #: the rows run by default
 DEFAULT = ("dcgan", "ddpm")
@@ -204,29 +228,38 @@ def train_row(data: str, name: str, clf: str, out: Path, args) -> dict:
     }  # fmt: skip
 
 
-def text_row(out: Path, args) -> dict:
-    """Text to image: the share of generated scenes whose prompt holds as read back, beside the reader's ceiling."""
+def text_row(kind: str, out: Path, args, *, layout: dict | None = None) -> dict:
+    """Text to image (:data:`TEXT_MODELS` ``kind``): the share of generated scenes whose prompt holds as read back,
+    beside the reader's ceiling.  ``layout``: the two-stage models' glyph GAN row (its training time counts)."""
     from deeper.train import TrainConfig, fit
     from deeper.train.callbacks import TimeLimit
 
-    run = out / "scenes-cap-text-to-image"
-    opts = json.loads(json.dumps(TEXT))
+    _, folder, options = TEXT_MODELS[kind]
+    run = out / folder
+    opts = json.loads(json.dumps(options))
+    limit = TIME_LIMIT - (layout["train_seconds"] if layout else 0)
+    if layout:
+        opts["task_args"]["glyphs"] = layout["run"]
     if args.quick:
         opts.update(subset=64, epochs=1)
-        opts["task_args"].update(
-            test_samples=16, val_samples=8, ddim_steps=3, source="digits", classifier_epochs=1
-        )
+        opts["task_args"].update(test_samples=16, val_samples=8, source="digits", classifier_epochs=1)
+        if not layout:
+            opts["task_args"]["ddim_steps"] = 3
     if not (run / "result.json").exists():
         resume = (run / "checkpoints" / "latest").exists()
         fit(TrainConfig(**opts, data_dir=args.data_dir, out=str(run), tensorboard=False, progress=False),
-            resume=resume, callbacks=[TimeLimit(TIME_LIMIT)])  # fmt: skip
+            resume=resume, callbacks=[TimeLimit(limit)])  # fmt: skip
     r = json.loads((run / "result.json").read_text())
-    return {
-        "model": "text-to-image", "samples": opts["task_args"]["test_samples"], "train_seconds": r["train_seconds"],
+    row = {
+        "model": opts["task"], "samples": opts["task_args"]["test_samples"], "train_seconds": r["train_seconds"],
         "epochs": r["epochs"], "steps": r["steps"], "stopped": r.get("stopped"), "prompt_match": r["test_prompt_match"],
         "reader_real": r["reader_real"], "target": 0.8, "target_met": r["test_prompt_match"] >= 0.8,
         "reader": r["reader"], "options": opts, "run": str(run), "figures": r.get("figures", []),
     }  # fmt: skip
+    if layout:
+        row |= {"glyphs": layout["config"], "glyph_seconds": layout["train_seconds"],
+                "total_seconds": layout["train_seconds"] + r["train_seconds"]}  # fmt: skip
+    return row
 
 
 def merged(path: Path, fresh: dict, scored: list[str]) -> dict:
@@ -259,6 +292,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/generation", help="folder of the runs")
     p.add_argument("--images", help="copy each run's samples.png (and trajectory/interpolation) here")
     p.add_argument("--text", action="store_true", help="also train text to image on scenes-cap")
+    p.add_argument(
+        "--text-models",
+        nargs="+",
+        default=["diffusion", "layout"],
+        choices=sorted(TEXT_MODELS),
+        help="the text-to-image models trained: one diffusion U-Net, and/or two stages (layout, GAN glyphs)",
+    )
     p.add_argument(
         "--text-only",
         action="store_true",
@@ -299,15 +339,26 @@ def main(argv=None) -> int:
             if args.images:
                 for fig in row["figures"]:
                     shutil.copy(fig, Path(args.images) / f"generation_{data}_{name}_{Path(fig).name}")
-    text = reader = None
+    texts, reader = {}, None
     if args.text:
-        reader = reader_ceiling(classifiers["mnist"]["run"], 500, args)
-        text = text_row(out, args)
-        if args.images:
-            for fig in text["figures"]:
-                shutil.copy(fig, Path(args.images) / f"generation_text_{Path(fig).name}")
-        print(f"text to image: {100 * text['prompt_match']:.1f}% of prompts match as read back "
-              f"(the reader on real scenes: {100 * text['reader_real']:.1f}%)", flush=True)  # fmt: skip
+        if not args.quick:  # (the readers are scored on scenes of MNIST digits)
+            reader = reader_ceiling(classifiers["mnist"]["run"], 500, args)
+        for kind in args.text_models:
+            glyphs = None
+            if kind.startswith("layout"):
+                glyphs = next((r for r in rows if r["config"] == "mnist-dcgan-glyphs"), None)
+                if glyphs is None:
+                    glyphs = train_row(
+                        datasets[0], "dcgan-glyphs", classifiers[datasets[0]]["run"], out, args
+                    )
+                    rows.append(glyphs)
+            text = texts[kind] = text_row(kind, out, args, layout=glyphs)
+            if args.images and kind in ("diffusion", "layout"):
+                for fig in text["figures"]:
+                    name = "generation_text_" if kind == "diffusion" else "generation_layout_"
+                    shutil.copy(fig, Path(args.images) / f"{name}{Path(fig).name}")
+            print(f"{text['model']}: {100 * text['prompt_match']:.1f}% of prompts match as read back "
+                  f"(the reader on real scenes: {100 * text['reader_real']:.1f}%)", flush=True)  # fmt: skip
     if refs:
         print_table([{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in refs])
     if rows:
@@ -325,8 +376,10 @@ def main(argv=None) -> int:
         "feature_network": "LeNet-5 trained here on the same dataset (input of its last layer, 84 features)",
         "classifiers": classifiers, "references": refs, "rows": rows, "seconds": time.perf_counter() - started,
     }  # fmt: skip
-    if text:
-        fresh |= {"text_to_image": text | {"machine": machine()}, "reader": reader | {"machine": machine()}}
+    if reader:
+        fresh["reader"] = reader | {"machine": machine()}
+    for kind, text in texts.items():
+        fresh[TEXT_MODELS[kind][0]] = text | {"machine": machine()}
     path = write_result(path, merged(path, fresh, datasets if refs else []))
     print(f"results: {path}")
     return 0

@@ -1,4 +1,5 @@
-"""``deeper generate``: images from a trained generator (task ``generate``) or diffusion model (task ``diffusion``)."""
+"""``deeper generate``: images from a trained generator (task ``generate``), diffusion model (task ``diffusion``) or
+text-to-image model (tasks ``text-to-image`` and ``text-layout``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import argparse
 from deeper.cli import add_json, command, png_output
 
 
-@command("generate", "sample images from a trained GAN or diffusion model: a grid, an interpolation, a trajectory",
+@command("generate", "sample images from a trained GAN, diffusion or text-to-image model: a grid, an interpolation, "
+                     "a trajectory",
          group="use trained models")  # fmt: skip
 def configure(p: argparse.ArgumentParser) -> None:
     p.epilog = (
@@ -16,10 +18,14 @@ def configure(p: argparse.ArgumentParser) -> None:
         "  deeper generate --weights runs/ddpm --steps 20 --guidance 3 --label 5 -o fives.png\n"
         "  deeper generate --weights runs/ddpm --trajectory -o steps.png\n"
         "  deeper generate --weights runs/dcgan --interpolate -o walk.png\n"
-        '  deeper generate --weights runs/t2i --prompt "a 3 to the left of a 7" -n 8 -o scenes.png'
+        '  deeper generate --weights runs/t2i --prompt "a 3 to the left of a 7" -n 8 -o scenes.png\n'
+        '  deeper generate --weights runs/layout --prompt "there is a 4 below a 6" -o scenes.png'
     )
     p.add_argument(
-        "--weights", required=True, metavar="W", help="a generate or diffusion run folder, or its weights"
+        "--weights",
+        required=True,
+        metavar="W",
+        help="a generate, diffusion, text-to-image or text-layout run folder, or its weights",
     )
     p.add_argument("-n", "--samples", type=int, default=64, help="images in the grid")
     p.add_argument("-o", "--output", required=True, metavar="OUT.png", help="the grid, as PNG")
@@ -72,10 +78,13 @@ def run(args, out) -> dict:
         raise ConfigError(f"{path} is an unconditional model; --label needs a class-conditional one")
     if args.label is not None and not 0 <= args.label < k:
         raise ConfigError(f"--label must be in [0, {k - 1}] for {meta.get('dataset')}, got {args.label}")
-    if args.interpolate and kind == "diffusion":
-        raise ConfigError("--interpolate walks a GAN's latent space; use --trajectory for a diffusion model")
+    gan = kind in ("gan", "wgan-gp")
+    if args.interpolate and not gan:
+        hint = "; use --trajectory for a diffusion model" if kind == "diffusion" else ""
+        raise ConfigError(f"--interpolate walks a GAN's latent space{hint}")
     if args.trajectory and kind != "diffusion":
-        raise ConfigError("--trajectory shows a diffusion model's steps; use --interpolate for a GAN")
+        hint = "; use --interpolate for a GAN" if gan else ""
+        raise ConfigError(f"--trajectory shows a diffusion model's steps{hint}")
     if (args.steps is not None or args.guidance is not None) and kind != "diffusion":
         raise ConfigError("--steps and --guidance are for diffusion models")
     n = args.samples

@@ -348,6 +348,34 @@ def meaning_holds(meaning: CaptionMeaning, boxes, labels) -> bool:
     return all(c in labels.tolist() for c in meaning.labels)
 
 
+def mention_order(meaning: CaptionMeaning, boxes, labels) -> list[int]:
+    """The objects of a scene the caption is true of, in the order the caption names them, then the others left
+    to right: for a relation the pair it holds of, for an extreme the object at that side, otherwise each named
+    class's leftmost object not named before."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    labels = np.asarray(labels).reshape(-1)
+    rest = left_to_right(boxes).tolist()
+    first: list[int] = []
+    if meaning.relation is not None:
+        a, rel, b = meaning.relation
+        flip = rel in ("right", "below")
+        lo, hi = (b, a) if flip else (a, b)
+        axis = 0 if rel in ("left", "right") else 1
+        before = boxes[:, axis + 2][:, None] <= boxes[:, axis][None, :]
+        pairs = np.argwhere(before & (labels[:, None] == lo) & (labels[None, :] == hi))
+        if len(pairs):
+            i, j = (int(v) for v in pairs[0])
+            first = [j, i] if flip else [i, j]
+    elif meaning.extreme is not None:
+        first = [int(i) for i in _extreme_index(boxes, meaning.extreme) if labels[i] == meaning.labels[0]][:1]
+    else:
+        for c in meaning.labels:
+            i = next((i for i in rest if labels[i] == c and i not in first), None)
+            if i is not None:
+                first.append(i)
+    return first + [i for i in rest if i not in first]
+
+
 def caption_holds(
     text: str, boxes, labels, classes: tuple[str, ...] = tuple(str(i) for i in range(10))
 ) -> bool:

@@ -435,13 +435,14 @@ class DiffusionTask(GenerationTask):
 
 
 def load_generator(path) -> tuple[nn.Module, dict]:
-    """``(generator or U-Net, metadata)`` of a ``generate`` or ``diffusion`` run's weights."""
+    """``(generator, U-Net or layout model, metadata)`` of a ``generate``, ``diffusion``, ``text-to-image`` or
+    ``text-layout`` run's weights."""
     from deeper.models import create_model
     from deeper.models.weights import load_weights, meta_int
 
     state, meta = load_weights(path)
     kind = meta.get("kind")
-    if kind not in ("gan", "wgan-gp", "diffusion"):
+    if kind not in ("gan", "wgan-gp", "diffusion", "layout"):
         raise ConfigError(f"{path} holds no generator (weights of task {meta.get('task', 'classify')!r})")
     try:
         kwargs = json.loads(meta.get("model_kwargs", "{}"))
@@ -450,7 +451,7 @@ def load_generator(path) -> tuple[nn.Module, dict]:
     net = create_model(str(meta["model"]), num_classes=meta_int(meta, "num_classes", path) or 10,
                        in_chans=meta_int(meta, "in_chans", path) or 1, img_size=meta_int(meta, "img_size", path) or 28,
                        **kwargs)  # fmt: skip
-    if kind != "diffusion":
+    if kind in ("gan", "wgan-gp"):
         net = net.generator
     try:
         net.load_state_dict(state)
@@ -475,19 +476,13 @@ def sample(task_or_meta, g: nn.Module, meta: dict, n: int, *, labels: torch.Tens
         n = len(labels)
     if prompts is not None:
         n = len(prompts)
+    tokens = None if prompts is None else prompt_tokens(meta, prompts).to(device)
+    if meta.get("kind") == "layout":
+        return g.generate(tokens, generator=gen, temperature=float(meta.get("temperature", 1.0)))[0].cpu()
     if meta.get("kind") == "diffusion":
         schedule = Schedule(int(meta.get("timesteps", 1000)))
         x_T = torch.randn((n, c, size, size), generator=gen).to(device)
         scale = float(meta.get("guidance", 1.0)) if guidance is None else guidance
-        tokens = None
-        if prompts is not None:  # text to image: the captions as token ids of the weights' vocabulary
-            from deeper.generate.text import TextVocab
-
-            vocab = TextVocab.from_json(meta.get("vocab", "null"))
-            unknown = sorted({w for p in prompts for w in vocab.unknown(p)})
-            if unknown:
-                raise ConfigError(f"the prompt has words the model never saw: {', '.join(unknown)}")
-            tokens = vocab.encode(prompts, int(meta.get("caption_length", 0)) or None).to(device)
         eps = guided(g, labels, tokens, scale=scale)
         out = ddim_sample(eps, schedule, x_T, steps or int(meta.get("ddim_steps", 50)), trajectory=trajectory)
         if trajectory is not None:
@@ -496,6 +491,17 @@ def sample(task_or_meta, g: nn.Module, meta: dict, n: int, *, labels: torch.Tens
         z = torch.randn((n, g.latent), generator=gen).to(device)
         out = g(z, labels)
     return ((out.float().cpu() + 1) / 2).clamp(0, 1)
+
+
+def prompt_tokens(meta: dict, prompts: list[str]) -> torch.Tensor:
+    """Text to image: the captions as token ids of the weights' vocabulary (a word it never saw: one line)."""
+    from deeper.generate.text import TextVocab
+
+    vocab = TextVocab.from_json(meta.get("vocab", "null"))
+    unknown = sorted({w for p in prompts for w in vocab.unknown(p)})
+    if unknown:
+        raise ConfigError(f"the prompt has words the model never saw: {', '.join(unknown)}")
+    return vocab.encode(prompts, int(meta.get("caption_length", 0)) or None)
 
 
 @torch.no_grad()
@@ -517,198 +523,3 @@ def save_grid(images: torch.Tensor, path, nrow: int = 8) -> None:
     from torchvision.utils import save_image
 
     save_image(images, str(path), nrow=nrow, padding=2, pad_value=0.5)
-
-
-# ----------------------------------------------------------------------------- text to image
-
-
-class CaptionedScenes:
-    """Training batches ``(scenes in [0, 1], caption token ids)``: one of each scene's captions, drawn per sample."""
-
-    def __init__(self, images: torch.Tensor, tokens: torch.Tensor, batch: int, *, seed: int, rank: int = 0,
-                 world_size: int = 1):  # fmt: skip
-        from deeper.data import BatchLoader, ImageDataset
-
-        index = ImageDataset("scenes", images, torch.arange(len(images), device=images.device), ("scene",))
-        self.loader = BatchLoader(index, batch, shuffle=True, seed=seed, rank=rank, world_size=world_size)
-        self.tokens = tokens  # (N, captions, L)
-        self.dataset = images
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.loader.steps_per_epoch
-
-    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
-        self.loader.set_epoch(epoch, skip_batches)
-
-    def __iter__(self):
-        for x, idx in self.loader:
-            pick = torch.randint(
-                0, self.tokens.shape[1], (len(idx),), device=idx.device
-            )  # the run's random state
-            yield x, self.tokens[idx, pick]
-
-
-class PromptSource:
-    """Evaluation batches ``(real scenes, prompt token ids, prompt indices)``: scene ``i`` with its caption
-    ``i mod captions`` (every kind of caption in turn)."""
-
-    def __init__(self, images: torch.Tensor, captions: list[str], tokens: torch.Tensor, batch: int):
-        self.images, self.captions, self.tokens, self.batch = images, captions, tokens, batch
-        self.steps_per_epoch = math.ceil(len(images) / batch)
-        self.dataset = images
-
-    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
-        pass
-
-    def __iter__(self):
-        for i in range(0, len(self.images), self.batch):
-            j = torch.arange(i, min(i + self.batch, len(self.images)))
-            yield self.images[j].float() / 255, self.tokens[j], j
-
-
-@register_task
-class TextToImageTask(DiffusionTask):
-    name = "text-to-image"
-    description = (
-        "text-to-image: a diffusion U-Net conditioned on a scene's caption; prompts matched as read back"
-    )
-    metrics = (
-        Metric("loss", higher_is_better=False),
-        Metric("prompt_match", label="match", fmt=".3f"),
-        Metric("reader_real", label=""),
-    )
-    primary = "prompt_match"
-    data_kind = "scenes"
-    options = {
-        **{k: v for k, v in DiffusionTask.options.items() if k not in ("conditional", "classifier_epochs")},
-        "classifier": TaskOption(
-            "",
-            "the reader's digit classifier: a classify run of the scenes' source digits ('': "
-            "a LeNet-5 trained in the run on the reader's crops of the training scenes)",
-        ),  # fmt: skip
-        "classifier_epochs": TaskOption(
-            4, "epochs of the LeNet-5 trained in the run when no classifier is given", low=1, high=100
-        ),  # fmt: skip
-        "source": TaskOption(
-            "",
-            "digits of the scenes: '' (the dataset's own) or digits (scikit-learn's, offline)",
-            choices=("", "digits"),
-        ),  # fmt: skip
-        "val_samples": TaskOption(64, "prompts scored after every epoch (validation)", low=1, high=10**6),
-        "test_samples": TaskOption(500, "prompts scored at the end (test)", low=1, high=10**6),
-        "guidance": TaskOption(3.0, "classifier-free guidance scale (1: none)", low=0.0, high=100.0),
-    }
-    dry_run = {
-        "data": "scenes-cap", "model": "ddpm-unet", "subset": 32, "batch_size": 16, "epochs": 2,
-        "eval_batch_size": 16, "model_kwargs": {"width": 8, "mults": [1, 2], "attention": False}, "lr": 0.001,
-        "task_args": {"source": "digits", "val_samples": 8, "test_samples": 8, "figures": False, "timesteps": 50,
-                      "ddim_steps": 2, "classifier_epochs": 1},
-    }  # fmt: skip
-
-    def build(self, ctx: BuildContext) -> Built:
-        from deeper.data import load_dataset
-        from deeper.data.scenes import load_scenes
-        from deeper.generate.text import TextVocab, train_reader
-        from deeper.models import create_model
-
-        cfg, a = ctx.cfg, self.args
-        where = {"data_dir": cfg.run.data_dir}
-        digits = (lambda split: load_dataset("digits", split)) if a["source"] else (lambda split: None)
-        train = load_scenes(cfg.data, "train", digits=digits("train"), **where)
-        val = load_scenes(
-            cfg.data, "val", n=max(1, min(a["val_samples"], 1000)), digits=digits("train"), **where
-        )
-        test = load_scenes(cfg.data, "test", n=a["test_samples"], digits=digits("test"), **where)
-        if cfg.sampling.subset is not None:
-            train = train.subset(slice(0, cfg.sampling.subset))
-        self.classes = tuple(train.classes)
-        self.num_classes = len(self.classes)
-        source = "digits" if a["source"] else getattr(train, "source", "mnist")
-        if a["classifier"]:
-            src = load_dataset(source, "test", data_dir=cfg.run.data_dir)
-            self.features = load_classifier(a["classifier"], source, src.image_shape)
-        else:
-            self.features = train_reader(train, epochs=a["classifier_epochs"], seed=cfg.seed)
-        self.features = self.features.to(ctx.device)
-        self.vocab = TextVocab.build(c for caps in train.captions for c in caps)
-        length = max(len(c.split()) for caps in train.captions for c in caps) + 4
-        self.length = length
-        self.schedule = Schedule(a["timesteps"])
-        c, h, w = train.image_shape
-        kwargs = {**dict(cfg.model_kwargs), "vocab": len(self.vocab), "img_size": h}
-        net = ctx.place(create_model(cfg.model, num_classes=len(self.classes), in_chans=c, **kwargs))
-        dev = ctx.device
-        tokens = self.vocab.encode([t for caps in train.captions for t in caps], length)
-        tokens = tokens.view(len(train.captions), -1, length).to(dev)
-        loader = CaptionedScenes(train.images.to(dev), tokens, ctx.batch_size, seed=cfg.seed, rank=ctx.rank,
-                                 world_size=ctx.world_size)  # fmt: skip
-
-        def prompts(ds):
-            texts = [caps[i % len(caps)] for i, caps in enumerate(ds.captions)]
-            return PromptSource(ds.images.to(dev), texts, self.vocab.encode(texts, length).to(dev),
-                                cfg.sampling.eval_batch_size)  # fmt: skip
-
-        self.sources = {"val": prompts(val), "test": prompts(test)}
-        opt, sched = ctx.optimizer(net.parameters(), loader.steps_per_epoch)
-        meta = {
-            "model": cfg.model, "kind": "diffusion", "text": True, "dataset": cfg.data, "num_classes": len(self.classes),
-            "in_chans": c, "img_size": h, "classes": list(self.classes), "conditional": False,
-            "timesteps": a["timesteps"], "ddim_steps": a["ddim_steps"], "guidance": a["guidance"],
-            "vocab": self.vocab.to_json(), "caption_length": length,
-            "model_kwargs": json.dumps({k: v for k, v in kwargs.items() if k != "img_size"}),
-            "reader": self.features.describe(source if a["classifier"] else cfg.data),
-        }  # fmt: skip
-        return Built(
-            Parts.single(net, opt, sched, name="G"), loader, self.sources["val"], self.sources["test"], meta
-        )
-
-    def training_step(self, nets: Nets, batch, stepper, state) -> StepOutput:
-        net = nets["G"]
-        x, tokens = batch
-        x0 = x * 2 - 1
-        n = x0.shape[0]
-        t = torch.randint(0, self.schedule.steps, (n,), device=x0.device)
-        noise = torch.randn_like(x0)
-        drop = torch.rand(n, device=x0.device) < self.args["p_uncond"]  # classifier-free guidance: no caption
-        tokens = torch.where(drop[:, None], torch.zeros_like(tokens), tokens)
-        with stepper.autocast():
-            pred = net(self.schedule.q_sample(x0, t, noise), t, None, tokens)
-            loss = (pred.float() - noise).square().mean()
-        stepper.update("G", loss, state)
-        return StepOutput(loss.detach(), {"loss": loss.detach() * n}, n)
-
-    def eval_metrics(self, split: str) -> dict:
-        self._eval_gen = torch.Generator().manual_seed(EVAL_SEED.get(split, 1))
-        self._split = split
-        return {}
-
-    @torch.no_grad()
-    def evaluation_step(self, nets: Nets, batch) -> StepOutput:
-        from deeper.generate.text import prompt_matches
-
-        real, tokens, idx = batch
-        net = nets["G"]
-        x_T = self.noise(real.shape, real.device)
-        fake = ddim_sample(guided(net, tokens=tokens, scale=self.args["guidance"]), self.schedule, x_T,
-                           self.args["ddim_steps"])  # fmt: skip
-        texts = [self.sources[self._split].captions[int(i)] for i in idx]
-        match = prompt_matches(((fake.float() + 1) / 2).clamp(0, 1), texts, self.features, self.classes)
-        read_real = prompt_matches(real, texts, self.features, self.classes)  # the reader's own ceiling
-        sums = {
-            "prompt_match": torch.tensor(float(sum(match))),
-            "reader_real": torch.tensor(float(sum(read_real))),
-        }
-        return StepOutput(None, sums, real.shape[0])
-
-    def finish(self, run, run_dir, test: dict) -> dict:
-        out = {"reader": run.metadata.get("reader"), "reader_real": test.get("reader_real")}
-        if self.args["figures"]:
-            g = run.parts.exported
-            meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in run.metadata.items()}
-            texts = self.sources["test"].captions[:16]
-            images = sample(None, g, meta, len(texts), prompts=texts, seed=0)
-            save_grid(images, run_dir / "samples.png", nrow=4)
-            (run_dir / "samples.txt").write_text("\n".join(texts) + "\n")
-            out["figures"] = [str(run_dir / "samples.png")]
-        return out

@@ -5,7 +5,9 @@
 - ``wgan-gp``: the same generator and a critic with layer norm, trained with the Wasserstein
   loss and a gradient penalty, ``n_critic`` critic steps per generator step;
 - ``ddpm-unet``: the noise-predicting U-Net of a diffusion model (:mod:`.unet`), trained by
-  task ``diffusion``.
+  task ``diffusion`` (and, reading a caption, ``text-to-image``);
+- ``layout-gru``: text to image in two stages (:mod:`.layout`): a caption to a layout of digits,
+  the layout to a scene drawn with a glyph source; trained by task ``text-layout``.
 
 Every factory takes ``conditional`` (a class label, or for ``ddpm-unet`` a caption when
 ``vocab`` > 0).
@@ -14,6 +16,7 @@ Every factory takes ``conditional`` (a class label, or for ``ddpm-unet`` a capti
 from __future__ import annotations
 
 from deeper.models.generate.gan import Discriminator, GanPair, Generator, levels_for
+from deeper.models.generate.layout import GlyphBank, GlyphGan, LayoutNet, LayoutToImage
 from deeper.models.generate.unet import DiffusionUNet
 from deeper.models.registry import register_model
 
@@ -52,4 +55,29 @@ def ddpm_unet(*, num_classes: int = 10, in_chans: int = 1, img_size: int = 28, w
                          attention=attention)  # fmt: skip
 
 
-__all__ = ["DiffusionUNet", "Discriminator", "GanPair", "Generator", "levels_for"]
+@register_model("layout-gru", default_input=(1, 64, 64), family="layout")
+def layout_gru(*, num_classes: int = 10, in_chans: int = 1, img_size: int = 64, vocab: int = 0, slots: int = 3,
+                bins: int = 32, min_size: int = 20, max_size: int = 32, dim: int = 128, glyphs: str = "bank",
+                per_class: int = 100, latent: int = 64, width: int = 32) -> LayoutToImage:  # fmt: skip
+    """Text to image in two stages: a GRU layout decoder with attention, then digits drawn in place."""
+    if in_chans != 1:
+        raise ValueError(f"layout-gru draws one-channel scenes, not {in_chans} channels")
+    if glyphs not in ("bank", "gan"):
+        raise ValueError(f"glyphs must be 'bank' or 'gan', got {glyphs!r}")
+    layout = LayoutNet(vocab, num_classes=num_classes, slots=slots, height=img_size, width=img_size, bins=bins,
+                       min_size=min_size, max_size=max_size, dim=dim)  # fmt: skip
+    source = GlyphBank(num_classes, per_class) if glyphs == "bank" else GlyphGan(num_classes, latent, width)
+    return LayoutToImage(layout, source)
+
+
+__all__ = [
+    "DiffusionUNet",
+    "Discriminator",
+    "GanPair",
+    "Generator",
+    "GlyphBank",
+    "GlyphGan",
+    "LayoutNet",
+    "LayoutToImage",
+    "levels_for",
+]
