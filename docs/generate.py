@@ -264,6 +264,7 @@ TASK_PAGES = {
     "caption": "captioning.md", "rl": "rl.md", "superres": "image2image.md", "srgan": "image2image.md",
     "restore": "image2image.md", "style": "image2image.md", "style-fast": "image2image.md",
     "generate": "generation.md", "diffusion": "generation.md", "text-to-image": "generation.md",
+    "text-layout": "generation.md",
 }  # fmt: skip
 
 
@@ -532,6 +533,7 @@ GENERATION_CMDS = (
     "DEEPER_DATA=../shared/datasets python benchmarks/generation.py",
     "... --datasets mnist --rows dcgan-conditional wgan-gp",
     "... --datasets fashion-mnist --rows ddpm-long",
+    "... --text-only --text-models layout layout-left-to-right (row dcgan-glyphs)",
 )
 
 
@@ -605,23 +607,41 @@ def generation_text() -> str:
         "lr",
     )  # fmt: skip
     out = readers
+    rows, machines = [], []
     if t:
         stop = f", stopped: {t['stopped']}" if cut_short(t) else ""
-        met = "yes" if t["target_met"] else "**no**"
+        rows.append([f"`{t['options']['model']}` ({t['options']['model_kwargs']['width']} wide, "
+                     f"mults {t['options']['model_kwargs']['mults']}), guidance {t['options']['task_args']['guidance']:g}, "
+                     f"DDIM {t['options']['task_args']['ddim_steps']} steps",
+                     f"{t['train_seconds'] / 60:.1f} min ({t['epochs']} epochs, {t['steps']:,} steps{stop})", t])  # fmt: skip
+        machines.append(t.get("machine", r.get("machine", "")))
+    for lay in (r.get("text_layout"), r.get("text_layout_left_to_right")):
+        if not lay:
+            continue
+        glyphs = next((g for g in r.get("rows", []) if g.get("config") == lay["glyphs"]), {})
+        order = lay["options"]["task_args"].get("order", "mention")
+        stop = f", stopped: {lay['stopped']}" if cut_short(lay) else ""
+        rows.append([f"`{lay['options']['model']}`, {'as the caption names them' if order == 'mention' else order}: "
+                     f"two stages, the layout, then the digits of the conditional DCGAN of row `{lay['glyphs']}` "
+                     f"({glyphs.get('epochs', '?')} epochs)",
+                     f"{lay['total_seconds'] / 60:.1f} min: DCGAN {lay['glyph_seconds'] / 60:.1f} + layout "
+                     f"{lay['train_seconds'] / 60:.1f} ({lay['epochs']} epochs, {lay['steps']:,} steps{stop})", lay])  # fmt: skip
+        machines.append(lay.get("machine", r.get("machine", "")))
+    if rows:
         out += "\n\n" + table(
             ["model", "training", "prompts", "generated scenes whose prompt holds", "the reader on the real scenes",
              "target"],
-            [[f"`{t['options']['model']}` ({t['options']['model_kwargs']['width']} wide, "
-              f"mults {t['options']['model_kwargs']['mults']}), guidance {t['options']['task_args']['guidance']:g}, "
-              f"DDIM {t['options']['task_args']['ddim_steps']} steps",
-              f"{t['train_seconds'] / 60:.1f} min ({t['epochs']} epochs, {t['steps']:,} steps{stop})",
-              f"{t['samples']:,}", pct(t["prompt_match"], 1), pct(t["reader_real"], 1),
-              f">= {pct(t['target'], 0)}: {met}"]],
+            [[model, training, f"{x['samples']:,}", pct(x["prompt_match"], 1), pct(x["reader_real"], 1),
+              f">= {pct(x['target'], 0)}: {'yes' if x['target_met'] else '**no**'}"] for model, training, x in rows],
             "llrrrl",
         )  # fmt: skip
-        m = t.get("machine", r.get("machine", ""))
+        m = "; ".join(dict.fromkeys(machines))
         out += f"\n\nMeasured on: {m} (`benchmarks/results/generation.json`)."
-    return out + " `DEEPER_DATA=../shared/datasets python benchmarks/generation.py --text-only --images docs/images`"
+    return out + (
+        " `DEEPER_DATA=../shared/datasets python benchmarks/generation.py --text-only --images docs/images`"
+        + (" (two stages: `... --text-only --text-models layout layout-left-to-right --images docs/images`)"
+           if r.get("text_layout") else "")
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the README's headline
