@@ -20,6 +20,7 @@ SMALL = {  # narrow versions: the same architectures, fast enough for every shap
     "fcn8s": {"width": 4, "hidden": 16},
     "unet": {"width": 4},
     "segnet": {"width": 4},
+    "segnet-basic": {"width": 4},
     "deeplabv3": {"width": 4, "aspp": 8},
     "deeplabv3plus": {"width": 4, "aspp": 8, "decoder": 8},
 }
@@ -195,6 +196,18 @@ def test_segnet_upsamples_by_unpooling_to_the_pooled_positions():
     assert torch.count_nonzero(u[~where]) == 0  # and nothing else is filled in
     # each 2x2 window holds exactly its maximum
     torch.testing.assert_close(F.avg_pool2d(u, 2) * 4, pooled)
+
+
+def test_segnet_basic_is_four_7x7_stages_without_relu_in_the_decoder():
+    net = create_model("segnet-basic", num_classes=11, in_chans=1, width=8).eval()
+    assert len(net.encoder) == len(net.decoder) == 4 and net.stride == 16
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.kernel_size for c in convs] == [(7, 7)] * 8 + [(1, 1)]
+    assert all(isinstance(s[0][-1], nn.ReLU) for s in net.encoder)
+    assert not any(isinstance(m, nn.ReLU) for m in net.decoder.modules())
+    assert not any(isinstance(m, nn.ConvTranspose2d | Upsample) for m in net.modules())
+    with torch.no_grad():
+        assert net(torch.rand(2, 1, 50, 70)).shape == (2, 11, 50, 70)
 
 
 def test_unet_concatenates_the_contracting_maps():
