@@ -532,6 +532,7 @@ def detection_targets() -> str:
 GENERATION_CMDS = (
     "DEEPER_DATA=../shared/datasets python benchmarks/generation.py",
     "... --datasets mnist --rows dcgan-conditional wgan-gp",
+    "... --datasets mnist --rows dcgan-conditional-best",
     "... --datasets fashion-mnist --rows ddpm-long",
     "... --text-only --text-models layout layout-left-to-right (row dcgan-glyphs)",
 )

@@ -23,6 +23,14 @@ def load_benchmark(name: str):
     return module
 
 
+def dry_run_options(task: str, **task_args) -> dict:
+    """A task's dry-run training options (its ``dry_run``) with ``task_args`` over its own; ``task`` included."""
+    from deeper.tasks.base import get_task_class
+
+    settings = dict(get_task_class(task).dry_run)
+    return {**settings, "task": task, "task_args": {**settings.get("task_args", {}), **task_args}}
+
+
 def run(capsys, *argv) -> tuple[int, str, str]:
     """Run ``deeper ARGV`` in-process: exit code, stdout and stderr."""
     code = main(list(argv))

@@ -19,7 +19,7 @@ from deeper.generate.scores import ClassShare, fid_kid
 from deeper.models import create_model, list_models
 from deeper.tasks import create_task
 from deeper.train import LoopState, Stepper, TrainConfig, fit
-from tests.helpers import last_json, run
+from tests.helpers import dry_run_options, last_json, run
 
 QUIET = dict(tensorboard=False, progress=False, device="cpu")
 
@@ -545,12 +545,8 @@ def test_the_mnist_crop_is_20_pixels_of_ink_centred_in_28():
 
 @pytest.fixture(scope="module")
 def t2i_run(tmp_path_factory):
-    from deeper.tasks.base import get_task_class
-
     out = tmp_path_factory.mktemp("t2i") / "run"
-    settings = dict(get_task_class("text-to-image").dry_run)
-    settings["task_args"] = {**settings["task_args"], "figures": True}
-    return out, fit(TrainConfig(task="text-to-image", **settings, **QUIET, out=str(out)))
+    return out, fit(TrainConfig(**dry_run_options("text-to-image", figures=True), **QUIET, out=str(out)))
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from deeper.models import create_model, list_models
 from deeper.models.generate.layout import GlyphBank, LayoutNet, render
 from deeper.tasks.text_to_image import layouts_of
 from deeper.train import TrainConfig, fit
-from tests.helpers import last_json, run
+from tests.helpers import dry_run_options, last_json, run
 
 QUIET = dict(tensorboard=False, progress=False, device="cpu")
 
@@ -146,12 +146,8 @@ def test_the_loss_needs_layouts_of_the_networks_slots():
 
 @pytest.fixture(scope="module")
 def layout_run(tmp_path_factory):
-    from deeper.tasks.base import get_task_class
-
     out = tmp_path_factory.mktemp("layout") / "run"
-    settings = dict(get_task_class("text-layout").dry_run)
-    settings["task_args"] = {**settings["task_args"], "figures": True}
-    return out, fit(TrainConfig(task="text-layout", **settings, **QUIET, out=str(out)))
+    return out, fit(TrainConfig(**dry_run_options("text-layout", figures=True), **QUIET, out=str(out)))
 
 
 @pytest.mark.slow
@@ -185,21 +181,10 @@ def test_generate_with_a_prompt_from_a_layout_model(layout_run, tmp_path, capsys
 @pytest.fixture(scope="module")
 def gan_runs(tmp_path_factory):
     """Two GAN runs of the scenes' digits: a class-conditional one and an unconditional one."""
-    from deeper.tasks.base import get_task_class
-
     out = tmp_path_factory.mktemp("glyphs")
-    settings = dict(get_task_class("generate").dry_run)
     for name, conditional in (("conditional", True), ("plain", False)):
-        opts = {**settings, "task_args": {**settings["task_args"], "conditional": conditional}}
-        fit(TrainConfig(task="generate", **opts, **QUIET, out=str(out / name)))
+        fit(TrainConfig(**dry_run_options("generate", conditional=conditional), **QUIET, out=str(out / name)))
     return out
-
-
-def _layout_settings(**task_args):
-    from deeper.tasks.base import get_task_class
-
-    settings = dict(get_task_class("text-layout").dry_run)
-    return {**settings, "task_args": {**settings["task_args"], **task_args}}
 
 
 @pytest.mark.slow
@@ -207,7 +192,7 @@ def test_a_class_conditional_gan_draws_the_glyphs(gan_runs, tmp_path):
     from deeper.models.weights import load_weights
     from deeper.tasks.generate import load_generator
 
-    result = fit(TrainConfig(task="text-layout", **_layout_settings(glyphs=str(gan_runs / "conditional")), **QUIET,
+    result = fit(TrainConfig(**dry_run_options("text-layout", glyphs=str(gan_runs / "conditional")), **QUIET,
                              out=str(tmp_path / "r")))  # fmt: skip
     assert 0 <= result["test_prompt_match"] <= 1
     state, meta = load_weights(tmp_path / "r" / "model.safetensors")
@@ -231,8 +216,4 @@ def test_glyphs_must_come_from_a_class_conditional_gan_of_the_digits(
 ):
     path = {"plain": gan_runs / "plain", "layout": layout_run[0], "missing": tmp_path / "nothing"}[glyphs]
     with pytest.raises(DeeperError, match=message):  # each a one-line error of the command line
-        fit(
-            TrainConfig(
-                task="text-layout", **_layout_settings(glyphs=str(path)), **QUIET, out=str(tmp_path / "x")
-            )
-        )
+        fit(TrainConfig(**dry_run_options("text-layout", glyphs=str(path)), **QUIET, out=str(tmp_path / "x")))

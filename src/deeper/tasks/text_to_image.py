@@ -109,8 +109,8 @@ class PromptTask:
     primary = "prompt_match"
 
     def prompt_data(self, ctx: BuildContext):
-        """The training scenes, the captions' token ids (N, captions, L), and the scored sources; sets the reader,
-        the vocabulary and the classes."""
+        """The training scenes and the captions' token ids (N, captions, L); sets the scored sources, the reader,
+        the vocabulary, the classes and the image shape."""
         from deeper.data import load_dataset
         from deeper.data.scenes import load_scenes
         from deeper.generate.features import load_classifier
@@ -128,6 +128,7 @@ class PromptTask:
             train = train.subset(slice(0, cfg.sampling.subset))
         self.classes = tuple(train.classes)
         self.num_classes = len(self.classes)
+        self.image_shape = tuple(train.image_shape)
         self.source = "digits" if a["source"] else getattr(train, "source", "mnist")
         if a["classifier"]:
             src = load_dataset(self.source, "test", data_dir=cfg.run.data_dir)
@@ -219,7 +220,7 @@ class TextToImageTask(PromptTask, DiffusionTask):
 
         cfg, a = ctx.cfg, self.args
         train, tokens = self.prompt_data(ctx)
-        self.image_shape = c, h, w = train.image_shape
+        c, h, _ = self.image_shape
         self.schedule = Schedule(a["timesteps"])
         kwargs = {**dict(cfg.model_kwargs), "vocab": len(self.vocab), "img_size": h}
         net = ctx.place(create_model(cfg.model, num_classes=self.num_classes, in_chans=c, **kwargs))
@@ -328,7 +329,7 @@ class TextLayoutTask(PromptTask, GenerationTask):
 
         cfg, a = ctx.cfg, self.args
         train, tokens = self.prompt_data(ctx)
-        self.image_shape = c, h, w = train.image_shape
+        c, h, w = self.image_shape
         if h != w:
             raise ConfigError(f"{cfg.model} draws square scenes; {cfg.data} is {h}x{w}")
         self.layouts = [t.to(ctx.device) for t in layouts_of(train, a["order"])]
