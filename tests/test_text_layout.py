@@ -21,6 +21,8 @@ QUIET = dict(tensorboard=False, progress=False, device="cpu")
 
 def test_the_model_is_registered_in_its_own_family():
     assert list_models(family="layout") == ["layout-gru"]
+    net = create_model("layout-gru", num_classes=10, in_chans=1)  # the defaults build (the catalog counts them)
+    assert net.layout.slots == 3 and isinstance(net.glyphs, GlyphBank)
     with pytest.raises(ValueError, match="one-channel"):
         create_model("layout-gru", num_classes=10, in_chans=3, vocab=8)
 

@@ -56,10 +56,13 @@ def ddpm_unet(*, num_classes: int = 10, in_chans: int = 1, img_size: int = 28, w
 
 
 @register_model("layout-gru", default_input=(1, 64, 64), family="layout")
-def layout_gru(*, num_classes: int = 10, in_chans: int = 1, img_size: int = 64, vocab: int = 0, slots: int = 3,
+def layout_gru(*, num_classes: int = 10, in_chans: int = 1, img_size: int = 64, vocab: int = 64, slots: int = 3,
                 bins: int = 32, min_size: int = 20, max_size: int = 32, dim: int = 128, glyphs: str = "bank",
                 per_class: int = 100, latent: int = 64, width: int = 32) -> LayoutToImage:  # fmt: skip
-    """Text to image in two stages: a GRU layout decoder with attention, then digits drawn in place."""
+    """Text to image in two stages: a GRU layout decoder with attention, then digits drawn in place.
+
+    ``vocab``: the words of the captions (task ``text-layout`` sets it from its training captions).
+    """
     if in_chans != 1:
         raise ValueError(f"layout-gru draws one-channel scenes, not {in_chans} channels")
     if glyphs not in ("bank", "gan"):
