@@ -533,7 +533,9 @@ GENERATION_CMDS = (
     "DEEPER_DATA=../shared/datasets python benchmarks/generation.py",
     "... --datasets mnist --rows dcgan-conditional wgan-gp",
     "... --datasets mnist --rows dcgan-conditional-best",
+    "... --datasets mnist --rows dcgan-conditional-ema",
     "... --datasets fashion-mnist --rows ddpm-long",
+    "... --datasets fashion-mnist --rows ddpm-4",
     "... --text-only --text-models layout layout-left-to-right (row dcgan-glyphs)",
 )
 
