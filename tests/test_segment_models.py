@@ -149,6 +149,22 @@ def test_fcn_upsamplers_start_bilinear_and_skip_scorers_at_zero(variant):
         torch.testing.assert_close(fcn(x), up)
 
 
+def test_fcn_without_pool1_keeps_twice_the_resolution():
+    torch.manual_seed(0)
+    fine = FCN(variant=8, num_classes=11, in_chans=1, width=4, hidden=16, pool1=False).eval()
+    coarse = FCN(variant=8, num_classes=11, in_chans=1, width=4, hidden=16).eval()
+    assert fine.stride == 16 and coarse.stride == 32
+    assert isinstance(fine.to_pool3.pool1, nn.Identity) and isinstance(coarse.to_pool3.pool1, nn.MaxPool2d)
+    assert sorted(u.factor for u in fine.modules() if isinstance(u, Upsample)) == [2, 2, 4]
+    x = torch.rand(1, 1, 64, 96)
+    with torch.no_grad():
+        assert fine.to_pool3(x).shape[-2:] == (16, 24)  # pool3 at stride 4
+        assert coarse.to_pool3(x).shape[-2:] == (8, 12)  # the paper's stride 8
+        assert fine(x).shape == coarse(x).shape == (1, 11, 64, 96)
+    # the same weights either way: only the first max-pool is gone
+    assert [n for n, _ in fine.named_parameters()] == [n for n, _ in coarse.named_parameters()]
+
+
 def test_fcn_is_a_convolutionalized_vgg_classifier():
     from deeper.models.segment.fcn import WINDOW, window_classifier
 

@@ -28,6 +28,15 @@ its final upsampling at bilinear; here every upsampling is learned (``init``
 says how it starts: ``bilinear``, or ``random`` for the comparison of
 docs/segmentation.md).  Inputs are padded to a multiple of 32 (a 64x84 scene is
 read as 64x96), so no crop offsets are needed.
+
+``pool1=False`` sizes the strides for objects smaller than the paper's: a scene's
+digits are 20-32 pixels with strokes of two or three, where PASCAL's objects span
+a hundred pixels and more.  The first stage then keeps the full resolution (its
+max-pool left out), so every later map is twice as fine: pool3 at stride 4,
+pool5 at 16, and FCN-8s's fused scores are upsampled 4x instead of 8x.  The
+classifier is the same (fc6 reads pool5's 1x1 map of a 16x16 window); with
+``width`` halved the network costs about what the paper's strides cost at the
+full width.
 """
 
 from __future__ import annotations
@@ -66,9 +75,9 @@ class FCN(SegmentationNet):
 
     def __init__(
         self, *, variant: int = 8, num_classes: int = 11, in_chans: int = 1, width: int = 16, depth: int = 16,
-        hidden: int = 256, dropout: float = 0.5, init: str = "bilinear",
+        hidden: int = 256, dropout: float = 0.5, init: str = "bilinear", pool1: bool = True,
     ):  # fmt: skip
-        super().__init__(num_classes=num_classes, in_chans=in_chans, stride=32)
+        super().__init__(num_classes=num_classes, in_chans=in_chans, stride=32 if pool1 else 16)
         if variant not in (32, 16, 8):
             raise ValueError(f"FCN variant must be 32, 16 or 8, got {variant}")
         self.variant = variant
@@ -82,6 +91,8 @@ class FCN(SegmentationNet):
         )
         fcn = convolutionalize(vgg, (in_chans, WINDOW, WINDOW))  # fc6, fc7, fc8 -> 1x1 convolutions
         layers = list(fcn.body.features.named_children())
+        if not pool1:  # the first stage at full resolution: every later map twice as fine
+            layers = [(n, nn.Identity() if n == "pool1" else m) for n, m in layers]
         names = [n for n, _ in layers]
         cut3, cut4 = names.index("pool3") + 1, names.index("pool4") + 1
         self.to_pool3 = nn.Sequential(OrderedDict(layers[:cut3]))
@@ -96,16 +107,16 @@ class FCN(SegmentationNet):
         if variant == 8:
             self.score_pool3 = _zero_scorer(c3, k)
             self.up2_pool4 = Upsample(k, 2, init=init)
-        self.up_final = Upsample(k, variant, init=init)
+        self.up_final = Upsample(k, variant if pool1 else variant // 2, init=init)
 
     def segment(self, x: torch.Tensor) -> torch.Tensor:
         p3 = self.to_pool3(x)
         p4 = self.to_pool4(p3)
-        score = self.classifier(self.to_pool5(p4))  # stride 32
+        score = self.classifier(self.to_pool5(p4))  # stride 32 (16 without pool1)
         if self.variant <= 16:
-            score = self.up2(score) + self.score_pool4(p4)  # stride 16
+            score = self.up2(score) + self.score_pool4(p4)  # stride 16 (8)
         if self.variant == 8:
-            score = self.up2_pool4(score) + self.score_pool3(p3)  # stride 8
+            score = self.up2_pool4(score) + self.score_pool3(p3)  # stride 8 (4)
         return self.up_final(score)
 
 
@@ -119,11 +130,11 @@ def _zero_scorer(channels: int, classes: int) -> nn.Conv2d:
 def _register(variant: int) -> None:
     def factory(
         *, num_classes: int = 11, in_chans: int = 1, width: int = 16, depth: int = 16, hidden: int = 256,
-        dropout: float = 0.5, init: str = "bilinear",
+        dropout: float = 0.5, init: str = "bilinear", pool1: bool = True,
     ) -> FCN:  # fmt: skip
         return FCN(
             variant=variant, num_classes=num_classes, in_chans=in_chans, width=width, depth=depth,
-            hidden=hidden, dropout=dropout, init=init,
+            hidden=hidden, dropout=dropout, init=init, pool1=pool1,
         )  # fmt: skip
 
     how = {
