@@ -536,6 +536,7 @@ GENERATION_CMDS = (
     "... --datasets mnist --rows dcgan-conditional-ema",
     "... --datasets fashion-mnist --rows ddpm-long",
     "... --datasets fashion-mnist --rows ddpm-4",
+    "... --datasets fashion-mnist --rows dcgan-conditional-best",
     "... --text-only --text-models layout layout-left-to-right (row dcgan-glyphs)",
 )
 
