@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -272,6 +273,12 @@ def test_segment_preview_draws_each_model_beside_the_truth(tiny_run, tmp_path, c
     assert list(r["models"]) == ["unet", "unet #2"] and r["scenes_scored"] == 24
     # scored on the first 24 test scenes: the run's own test split
     assert r["models"]["unet"]["miou"] == pytest.approx(tiny_run["test_miou"])
+    # the same model in two run folders: told apart by the folders' names
+    other = tmp_path / "unet-again"
+    shutil.copytree(run, other)
+    assert main([*args[:3], "--weights", str(other), "--n", "1", "--eval", "4", "-o", str(out), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert list(r["models"]) == [Path(run).name, "unet-again"]
 
 
 def test_segment_preview_refuses_weights_of_another_task_in_one_line(tmp_path, capsys):

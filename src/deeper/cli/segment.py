@@ -56,7 +56,7 @@ def run_segment_preview(args, out) -> dict:
     if args.start < 0 or args.eval < 1:
         raise ConfigError("--start must be >= 0 and --eval >= 1")
     device = resolve_device(args.device)
-    models = []
+    models, folders = [], []
     for w in args.weights:
         path = weights_file(w)
         _, meta = load_weights(path)
@@ -64,6 +64,7 @@ def run_segment_preview(args, out) -> dict:
             raise ConfigError(f"{path} holds weights of task {meta.get('task', 'classify')!r}, not segment")
         net, meta = SegmentationTask().load_model(path)
         models.append((str(meta.get("model", path.parent.name)), net.to(device).eval(), meta))
+        folders.append(path.parent.name)
     data = args.data or str(models[0][2].get("dataset", "scenes-seg"))
     names = class_names_of(models[0][2])
     for name, _, meta in models:
@@ -74,7 +75,7 @@ def run_segment_preview(args, out) -> dict:
     count = max(args.start + args.n, args.eval)
     source = str(models[0][2].get("digits", ""))  # scenes of scikit-learn's digits, if trained on those
     ds = load_split(data, args.split, count, source=source, data_dir=args.data_dir)
-    labels = _distinct([n for n, _, _ in models])
+    labels = _distinct([n for n, _, _ in models], folders)
     figures, ious, shown = {}, {}, []
     lo, hi = args.start, args.start + args.n
     for label, (_, net, _) in zip(labels, models):
@@ -110,11 +111,15 @@ def run_segment_preview(args, out) -> dict:
             "scenes_scored": min(args.eval, len(ds)), "models": figures, "iou_per_class": ious}  # fmt: skip
 
 
-def _distinct(names: list[str]) -> list[str]:
-    """The names, numbered where several are the same (two unet runs: unet, unet #2)."""
-    seen: dict[str, int] = {}
+def _distinct(names: list[str], folders: list[str]) -> list[str]:
+    """The model names, told apart where several are the same: by their run folders' names when those
+    differ (fcn8s in runs/fcn8s and runs/fcn8s-fine: fcn8s, fcn8s-fine), else numbered (unet, unet #2)."""
     out = []
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n} #{seen[n]}")
+    for name, folder in zip(names, folders):
+        same = [f for n, f in zip(names, folders) if n == name]
+        out.append(folder if len(same) > 1 and len(set(same)) == len(same) else name)
+    seen: dict[str, int] = {}
+    for i, label in enumerate(out):
+        seen[label] = seen.get(label, 0) + 1
+        out[i] = label if seen[label] == 1 else f"{label} #{seen[label]}"
     return out
