@@ -15,7 +15,9 @@ on the 10,000 training scenes of its dataset (six captions each), validated on t
   paper starts from an ImageNet-trained CNN;
 - ``nic-every``: ``nic`` with the image embedding beside every word's input (``inject=every``,
   par-inject) instead of before the first word only, trained for 28 epochs (within the 15 minutes);
-- ``nic-every-pretrained``: both, 25 epochs after the pretraining (within the 15 minutes).
+- ``nic-every-pretrained``: both, 25 epochs after the pretraining (within the 15 minutes);
+- ``nic-every-40k``: ``nic-every`` on 40,000 training scenes (made by the same generator) for 6 epochs;
+- ``nic-every-40k-fine``: the same, its encoder's map taken before the last max-pool (``pools=2``, 17x17).
 
 For every run the test captions are decoded again greedily and with beam searches of width 3 and 5
 (BLEU-1..4, CIDEr-D, meaning accuracy, and which forms of sentence the model chose).  The table gives
@@ -85,10 +87,32 @@ CONFIGS["nic-every"] = ("nic", "scenes-cap", {**SMALL, "inject": "every"}, {"epo
 CONFIGS["nic-every-pretrained"] = (
     "nic", "scenes-cap", {**SMALL, "inject": "every"}, {"epochs": 25}, {"encoder_weights": PRETRAINED}
 )  # fmt: skip
+# par-inject NIC on four times the scenes for fewer epochs (6 x 40,000 scenes: 6/7 of nic-every's 28 x 10,000):
+# nic-every reads its training scenes far better than its test scenes (97% of greedy captions true against 90%),
+# so it learns the digits it was shown more than digits
+CONFIGS["nic-every-40k"] = (
+    "nic",
+    "scenes-cap",
+    {**SMALL, "inject": "every"},
+    {"epochs": 6, "subset": 40_000},
+    {},
+)
+# the same with the encoder's map before its last max-pool (17x17 cells 4 pixels apart, not 8x8): nic-every-40k
+# names the right digits (98% of its "count" captions with beam 5) but orders them less well (86%)
+CONFIGS["nic-every-40k-fine"] = (
+    "nic", "scenes-cap", {**SMALL, "inject": "every", "pools": 2, "grid": 17}, {"epochs": 6, "subset": 40_000}, {}
+)  # fmt: skip
 #: the targets of the issue (scenes-cap, NIC): test BLEU-4 and meaning accuracy
 TARGETS = {
     name: {"bleu4": 0.90, "meaning_accuracy": 0.95}
-    for name in ("nic", "nic-pretrained", "nic-every", "nic-every-pretrained")
+    for name in (
+        "nic",
+        "nic-pretrained",
+        "nic-every",
+        "nic-every-pretrained",
+        "nic-every-40k",
+        "nic-every-40k-fine",
+    )
 }
 TIME_LIMIT = 15 * 60  # seconds of training per model
 BEAMS = (1, 3, 5)
@@ -294,7 +318,7 @@ def main(argv=None) -> int:
         model, data = CONFIGS[name][:2]
         scores = decodings(name, runs[name], args)
         speed = training_speed(name, args) if args.device in ("cpu", "auto") else None
-        n_train = args.subset or 10_000
+        n_train = train_config(name, args).get("subset") or 10_000
         idle = r["epochs"] * n_train / speed if speed else None
         pre = pretrained_encoder(args)["train_seconds"] if CONFIGS[name][4].get("encoder_weights") else 0.0
         target = TARGETS.get(name)

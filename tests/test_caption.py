@@ -245,6 +245,28 @@ def test_model_options_are_checked_in_one_line():
     assert net.encoder(torch.rand(2, 1, 64, 64)).shape == (2, 64, 8, 8)
 
 
+def test_a_finer_encoder_map_keeps_positions_the_last_pool_would_merge():
+    """pools=2: the encoder's map before DeepConvNet's last max-pool, 17x17 for a 64x64 scene (8x8 with all three);
+    two digits 4 pixels apart then fall in different cells."""
+    torch.manual_seed(0)
+    coarse = create_model("nic", num_classes=12, width=0.25, embed=8, hidden=16)
+    fine = create_model("nic", num_classes=12, width=0.25, embed=8, hidden=16, pools=2, grid=17)
+    x = torch.rand(2, 1, 64, 64)
+    assert coarse.encoder(x).shape == (2, 16, 8, 8) and fine.encoder(x).shape == (2, 16, 17, 17)
+    assert fine.image_embed[-1].in_features == 16 * 17 * 17
+    # the same layers (an encoder trained one way starts the other), only one pool fewer
+    assert {k for k in fine.encoder.state_dict()} == {k for k in coarse.encoder.state_dict()}
+    net = create_model("deep-convnet", pools=1).eval()  # the zoo network: 28 -> 14, conv4's padding 2 -> 16
+    assert (
+        net.forward_features(torch.rand(1, 1, 28, 28)).shape == (1, 64, 16, 16)
+        and net.num_features == 64 * 256
+    )
+    with pytest.raises(ConfigError, match="pools must be 0-3"):
+        create_model("deep-convnet", pools=4)
+    with pytest.raises(ConfigError, match="pools is an option of the deep-convnet encoder"):
+        create_model("nic", encoder="resnet20", pools=2)
+
+
 def test_nic_par_inject_sees_the_image_at_every_word():
     """inject=every: the image embedding is beside every word's input (the LSTM input is twice as wide);
     with the first input only, the image acts through the state alone."""

@@ -12,7 +12,9 @@ convolution, before its ReLU: ``batch``, ``layer``, ``instance`` or ``group``;
 see :func:`norm_layer`), ``width`` (a multiplier of the channel counts) and
 ``width_norm`` (stretch each digit's ink to this many pixels wide before the
 first convolution, MCDNN's input normalisation; see
-:class:`~deeper.models.preprocess.WidthNormalize`).  The second dropout acts on the logits, as in the book.
+:class:`~deeper.models.preprocess.WidthNormalize`) and ``pools`` (how many of the
+three max-pools are kept, the first ones: fewer leave a finer feature map, as an
+encoder of where things are may want).  The second dropout acts on the logits, as in the book.
 Parameter names (``conv1`` ... ``conv6``, ``fc1``, ``fc2``) and layouts are
 PyTorch's; the book's ``W1``...``b8`` map onto them (see :mod:`deeper.models.book`).
 """
@@ -86,8 +88,12 @@ class DeepConvNet(nn.Module):
         norm: str | None = None,
         width: float = 1.0,
         width_norm: float = 0.0,
+        pools: int = 3,
     ):
         super().__init__()
+        if not 0 <= pools <= 3:
+            raise ValueError(f"DeepConvNet has three max-pools: pools must be 0-3, got {pools}")
+        self.pools = pools
         self.width_norm = WidthNormalize(width_norm) if width_norm else None
         h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
         chans = in_chans
@@ -98,7 +104,7 @@ class DeepConvNet(nn.Module):
                 self.add_module(f"norm{i}", layer)
             chans = out
             h, w = conv_output_size(h, 3, 1, pad), conv_output_size(w, 3, 1, pad)
-            if i % 2 == 0:
+            if i % 2 == 0 and i // 2 <= pools:
                 h, w = h // 2, w // 2
         if h < 1 or w < 1:
             raise ValueError(f"input of size {img_size} is too small for DeepConvNet")
@@ -120,7 +126,7 @@ class DeepConvNet(nn.Module):
             if (norm := getattr(self, f"norm{i}", None)) is not None:
                 x = norm(x)
             x = self.relu(x)
-            if i % 2 == 0:
+            if i % 2 == 0 and i // 2 <= self.pools:
                 x = self.pool(x)
         return x
 
@@ -151,9 +157,10 @@ def deep_convnet(
     norm: str | None = None,
     width: float = 1.0,
     width_norm: float = 0.0,
+    pools: int = 3,
 ) -> DeepConvNet:
     """The chapter's DeepConvNet: six 3x3 convs (16-16-32-32-64-64), He init, ReLU, dropout."""
     return DeepConvNet(
         num_classes=num_classes, in_chans=in_chans, img_size=img_size, hidden=hidden, dropout=dropout,
-        norm=norm, width=width, width_norm=width_norm,
+        norm=norm, width=width, width_norm=width_norm, pools=pools,
     )  # fmt: skip

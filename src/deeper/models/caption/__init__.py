@@ -22,11 +22,12 @@ __all__ = ["NIC", "CaptionModel", "ShowAttendTell"]
 def nic(
     *, num_classes: int = 64, in_chans: int = 1, encoder: str = "deep-convnet", width: float = 1.0,
     grid: int = 8, embed: int = 256, hidden: int = 512, dropout: float = 0.3, inject: str = "first",
+    pools: int = 3,
 ) -> NIC:  # fmt: skip
     """NIC (Show and Tell): a zoo CNN's image embedding is the first input of an LSTM that writes the caption
     (``inject=every``: beside every word's input instead)."""
     return NIC(num_classes=num_classes, in_chans=in_chans, encoder=encoder, width=width, grid=grid,
-               embed=embed, hidden=hidden, dropout=dropout, inject=inject)  # fmt: skip
+               embed=embed, hidden=hidden, dropout=dropout, inject=inject, pools=pools)  # fmt: skip
 
 
 @register_model("show-attend-tell", default_input=(1, 64, 64), family="caption")

@@ -7,7 +7,8 @@ every convolution: a 64x64 scene becomes an 8x8 map, each cell seeing about 30 p
 the size of a digit.  ``resnet20`` is the CIFAR ResNet-20 (16-32-64 channels times
 ``width``, rounded; stride 4: a 16x16 map of 64x64 scenes).  The map is average-pooled
 to a fixed ``grid`` (the identity for scenes of the training size), so a model also
-reads images of another size.
+reads images of another size.  ``pools`` (deep-convnet only) keeps fewer of its three
+max-pools: with two, a 64x64 scene gives a 17x17 map, each cell 4 pixels from the next.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ ENCODERS = ("deep-convnet", "resnet20")
 class ZooEncoder(nn.Module):
     """``(B, in_chans, H, W) -> (B, channels, grid, grid)``: a zoo CNN's features, pooled to ``grid``."""
 
-    def __init__(self, name: str = "deep-convnet", *, in_chans: int = 1, width: float = 1.0, grid: int = 8):
+    def __init__(
+        self,
+        name: str = "deep-convnet",
+        *,
+        in_chans: int = 1,
+        width: float = 1.0,
+        grid: int = 8,
+        pools: int = 3,
+    ):
         super().__init__()
         from deeper.models.registry import create_model
 
@@ -30,9 +39,11 @@ class ZooEncoder(nn.Module):
             raise ValueError(f"unknown encoder {name!r} (choose from {', '.join(ENCODERS)})")
         if grid < 1:
             raise ValueError(f"grid must be at least 1, got {grid}")
+        if pools != 3 and name != "deep-convnet":
+            raise ValueError(f"pools is an option of the deep-convnet encoder, not of {name}")
         if name == "deep-convnet":
             cnn = create_model("deep-convnet", num_classes=1, in_chans=in_chans, norm="batch", dropout=0.0,
-                               width=float(width))  # fmt: skip
+                               width=float(width), pools=pools)  # fmt: skip
             cnn.fc1 = cnn.fc2 = cnn.drop1 = cnn.drop2 = None  # the classifier: not used, not saved
             self.channels = max(1, round(64 * width))
         else:

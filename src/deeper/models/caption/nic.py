@@ -12,7 +12,8 @@ and a forget gate at 0.5 would halve what the state keeps of it at every word.
 The encoder (:class:`~deeper.models.caption.encoders.ZooEncoder`) gives a ``grid x
 grid`` map; NIC flattens it before the image embedding (a linear layer), so the
 embedding knows *where* each feature was: a global average would forget the left to
-right order the captions talk about.
+right order the captions talk about.  ``pools=2`` with ``grid=17`` keeps the encoder's
+map before its last max-pool: positions 4 pixels apart instead of 8.
 
 ``inject`` says where the image enters the decoder (Tanti, Gatt & Camilleri, 2018, "Where to
 put the image in an image caption generator", name the variants):
@@ -67,12 +68,13 @@ class NIC(CaptionModel):
     def __init__(
         self, *, num_classes: int, in_chans: int = 1, encoder: str = "deep-convnet", width: float = 1.0,
         grid: int = 8, embed: int = 256, hidden: int = 512, dropout: float = 0.3, inject: str = "first",
+        pools: int = 3,
     ):  # fmt: skip
         super().__init__()
         if inject not in INJECT:
             raise ValueError(f"unknown inject {inject!r} (choose from {', '.join(INJECT)})")
         self.inject = inject
-        self.encoder = ZooEncoder(encoder, in_chans=in_chans, width=width, grid=grid)
+        self.encoder = ZooEncoder(encoder, in_chans=in_chans, width=width, grid=grid, pools=pools)
         self.grid = grid
         self.image_embed = nn.Sequential(
             nn.Flatten(1), nn.Dropout(dropout), nn.Linear(self.encoder.channels * grid * grid, embed)
