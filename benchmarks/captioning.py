@@ -180,11 +180,25 @@ def train(name: str, out: Path, args) -> dict:
     return fit(cfg, resume=resume)
 
 
-def test_scenes(name: str, args):
+def test_scenes(name: str, args, split: str = "test"):
+    """The scored scenes of configuration ``name``: the first ``--eval-scenes`` of ``split`` (the first training
+    scenes are those every run of any size trained on: the generator makes a split's scenes in one sequence)."""
     from deeper.tasks.caption import load_split
 
     data = CONFIGS[name][1]
-    return load_split(data, "test", args.eval_scenes or None, source=args.source, data_dir=args.data_dir)
+    return load_split(data, split, args.eval_scenes or None, source=args.source, data_dir=args.data_dir)
+
+
+def train_meaning(name: str, run_dir: Path, args) -> float:
+    """The share of greedy captions true of the run's own first training scenes (as many as are tested): set
+    beside the test figure, how much of what it reads it learnt by heart."""
+    from deeper.tasks.caption import CaptionTask, meaning_by_form
+
+    task = CaptionTask(threads=1)
+    net, _ = task.load_model(run_dir / "model.safetensors")
+    ds = test_scenes(name, args, "train")
+    holds = meaning_by_form(task.caption_dataset(net.eval(), ds, beam=1)[0], ds, ds.classes)["_holds"]
+    return sum(holds) / max(1, len(holds))
 
 
 def decodings(name: str, run_dir: Path, args) -> dict:
@@ -332,6 +346,7 @@ def main(argv=None) -> int:
             "test": {k: v for k, v in r.items() if k.startswith("test_") and not isinstance(v, dict | list)},
             "test_meaning_by_form": r.get("test_meaning_by_form"), "decodings": scores,
             "val_meaning_accuracy": r.get("val_meaning_accuracy"), "target": target, "target_met": met,
+            "train_scenes_meaning_greedy": train_meaning(name, runs[name], args),
         })  # fmt: skip
         for k in BEAMS:
             s = scores[f"beam{k}"]

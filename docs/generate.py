@@ -394,6 +394,25 @@ def captioning() -> str:
     return table(header, rows, "lllrrrrrrrr") + note + source("captioning", CAPTION_CMD)
 
 
+@renderer("captioning-reading")
+def captioning_reading() -> str:
+    """What the scenes-cap runs read right: on their own training scenes against the test scenes (greedy), and
+    with a beam of 5 the digits alone (count captions, any order) against their order (left to right)."""
+    r = load("captioning")
+    rows = []
+    for e in r["results"]:
+        if e["data"] != "scenes-cap" or e.get("train_scenes_meaning_greedy") is None:
+            continue
+        forms = e["decodings"]["beam5"]["forms"]
+        form = {f: pct(forms[f]["accuracy"], 1) if f in forms else "-" for f in ("count", "order")}
+        rows.append([f"`{e['config']}`", f"{e['options'].get('subset') or 10_000:,}",
+                     pct(e["train_scenes_meaning_greedy"], 1), pct(e["decodings"]["beam1"]["meaning_accuracy"], 1),
+                     form["count"], form["order"]])  # fmt: skip
+    header = ["run", "training scenes", "greedy, true of its first training scenes", "greedy, true of the test scenes",
+              "beam 5: count captions true", "beam 5: left-to-right captions true"]  # fmt: skip
+    return table(header, rows, "lrrrrr") + source("captioning", CAPTION_CMD)
+
+
 def _each(decodings: dict, metric: str, fmt) -> str:
     """One figure of every decoding: 'greedy 0.84, beam 3 0.94, ...'."""
     names = {k: "greedy" if k == "beam1" else k.replace("beam", "beam ") for k in decodings}
