@@ -90,13 +90,7 @@ CONFIGS["nic-every-pretrained"] = (
 # par-inject NIC on four times the scenes for fewer epochs (6 x 40,000 scenes: 6/7 of nic-every's 28 x 10,000):
 # nic-every reads its training scenes far better than its test scenes (97% of greedy captions true against 90%),
 # so it learns the digits it was shown more than digits
-CONFIGS["nic-every-40k"] = (
-    "nic",
-    "scenes-cap",
-    {**SMALL, "inject": "every"},
-    {"epochs": 6, "subset": 40_000},
-    {},
-)
+CONFIGS["nic-every-40k"] = ("nic", "scenes-cap", {**SMALL, "inject": "every"}, {"epochs": 6, "subset": 40_000}, {})  # fmt: skip
 # the same with the encoder's map before its last max-pool (17x17 cells 4 pixels apart, not 8x8): nic-every-40k
 # names the right digits (98% of its "count" captions with beam 5) but orders them less well (86%)
 CONFIGS["nic-every-40k-fine"] = (
@@ -189,20 +183,10 @@ def test_scenes(name: str, args, split: str = "test"):
     return load_split(data, split, args.eval_scenes or None, source=args.source, data_dir=args.data_dir)
 
 
-def train_meaning(name: str, run_dir: Path, args) -> float:
-    """The share of greedy captions true of the run's own first training scenes (as many as are tested): set
-    beside the test figure, how much of what it reads it learnt by heart."""
-    from deeper.tasks.caption import CaptionTask, meaning_by_form
-
-    task = CaptionTask(threads=1)
-    net, _ = task.load_model(run_dir / "model.safetensors")
-    ds = test_scenes(name, args, "train")
-    holds = meaning_by_form(task.caption_dataset(net.eval(), ds, beam=1)[0], ds, ds.classes)["_holds"]
-    return sum(holds) / max(1, len(holds))
-
-
-def decodings(name: str, run_dir: Path, args) -> dict:
-    """Test scores of the run's weights for each beam width of :data:`BEAMS`, and the decoding speed."""
+def decodings(name: str, run_dir: Path, args) -> tuple[dict, float]:
+    """Test scores of the run's weights for each beam width of :data:`BEAMS`, and the decoding speed; and the
+    share of greedy captions true of the run's own first training scenes (as many as are tested): set beside
+    the test figure, how much of what it reads it learnt by heart."""
     from deeper.tasks.caption import CaptionTask, meaning_by_form, score_captions
 
     task = CaptionTask(threads=1)
@@ -219,7 +203,9 @@ def decodings(name: str, run_dir: Path, args) -> dict:
         forms.pop("_holds")
         out[f"beam{k}"] = {**score_captions(texts, ds, ds.classes), "captions_per_s": len(texts) / seconds,
                            "forms": forms, "examples": texts[:4]}  # fmt: skip
-    return out
+    seen = test_scenes(name, args, "train")
+    holds = meaning_by_form(task.caption_dataset(net, seen, beam=1)[0], seen, seen.classes)["_holds"]
+    return out, sum(holds) / max(1, len(holds))
 
 
 def training_speed(name: str, args, *, steps: int = 5, repeats: int = 5) -> float:
@@ -330,7 +316,7 @@ def main(argv=None) -> int:
     for name in names:
         r = results[name]
         model, data = CONFIGS[name][:2]
-        scores = decodings(name, runs[name], args)
+        scores, train_meaning = decodings(name, runs[name], args)
         speed = training_speed(name, args) if args.device in ("cpu", "auto") else None
         n_train = train_config(name, args).get("subset") or 10_000
         idle = r["epochs"] * n_train / speed if speed else None
@@ -346,7 +332,7 @@ def main(argv=None) -> int:
             "test": {k: v for k, v in r.items() if k.startswith("test_") and not isinstance(v, dict | list)},
             "test_meaning_by_form": r.get("test_meaning_by_form"), "decodings": scores,
             "val_meaning_accuracy": r.get("val_meaning_accuracy"), "target": target, "target_met": met,
-            "train_scenes_meaning_greedy": train_meaning(name, runs[name], args),
+            "train_scenes": n_train, "train_scenes_meaning_greedy": train_meaning,
         })  # fmt: skip
         for k in BEAMS:
             s = scores[f"beam{k}"]

@@ -405,7 +405,7 @@ def captioning_reading() -> str:
             continue
         forms = e["decodings"]["beam5"]["forms"]
         form = {f: pct(forms[f]["accuracy"], 1) if f in forms else "-" for f in ("count", "order")}
-        rows.append([f"`{e['config']}`", f"{e['options'].get('subset') or 10_000:,}",
+        rows.append([f"`{e['config']}`", f"{e['train_scenes']:,}",
                      pct(e["train_scenes_meaning_greedy"], 1), pct(e["decodings"]["beam1"]["meaning_accuracy"], 1),
                      form["count"], form["order"]])  # fmt: skip
     header = ["run", "training scenes", "greedy, true of its first training scenes", "greedy, true of the test scenes",
