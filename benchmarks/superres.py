@@ -21,6 +21,8 @@ The ``-long`` configurations repeat ``srcnn-x2-residual`` and ``espcn-x3`` with 
 many epochs as about 14 minutes of one core hold (the others stopped after 1-2 minutes).  The
 ``-scales`` configurations repeat the ``-long`` ones with scale augmentation (:data:`SCALES`: each
 training photograph also downscaled by 0.9, 0.8, 0.7 and 0.6, as VDSR trains).
+``espcn-x3-residual`` repeats ``espcn-x3-scales`` with the bicubic enlargement of the input added to
+the output (the option of SRCNN and SRResNet): the network starts as bicubic and learns its correction.
 
 ``features`` trains the feature network of SRGAN's perceptual loss on the photographs' patches
 (``deeper train --data photo-patches --model vgg-features``: which photograph a 32x32 patch comes
@@ -76,6 +78,8 @@ CONFIGS: dict[str, tuple] = {
                         "scales": SCALES}, {"epochs": 90, "batch_size": 32, "lr": 0.001}),
     "espcn-x3-scales": ("superres", "espcn", {}, {"scale": 3, "patch": 48, "patches": 4096, "scales": SCALES},
                         {"epochs": 170, "batch_size": 32, "lr": 0.001}),
+    "espcn-x3-residual": ("superres", "espcn", {"residual": True}, {"scale": 3, "patch": 48, "patches": 4096,
+                          "scales": SCALES}, {"epochs": 170, "batch_size": 32, "lr": 0.001}),
     "srcnn-x4-residual": ("superres", "srcnn", {"residual": True}, {"scale": 4, "patch": 48, "patches": 4096},
                           {"epochs": 4, "batch_size": 32, "lr": 0.001}),
     "espcn-x4": ("superres", "espcn", {}, {"scale": 4, "patch": 48, "patches": 4096},
@@ -104,6 +108,7 @@ TARGETS = {
     "espcn-x3-long": 1.5,
     "srcnn-x2-scales": 2.0,
     "espcn-x3-scales": 1.5,
+    "espcn-x3-residual": 1.5,
 }
 QUICK = {"epochs": 1, "subset": None}
 

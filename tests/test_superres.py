@@ -29,6 +29,7 @@ from deeper.models import create_model
 from deeper.models.image2image.sr import pixel_shuffle_reference
 from deeper.tasks import create_task, get_task_class
 from deeper.train import TrainConfig, fit
+from deeper.train.build import BuildContext
 
 QUIET = dict(tensorboard=False, progress=False, device="cpu")
 
@@ -55,6 +56,11 @@ def test_residual_networks_start_as_bicubic():
     assert torch.equal(srresnet(x), upscale_bicubic(x, 4))
     bic = upscale_bicubic(x, 2)
     assert torch.equal(create_model("srcnn", in_chans=1, n1=4, n2=2, residual=True)(bic), bic)
+    espcn = create_model("espcn", in_chans=1, scale=3, n1=4, n2=2, residual=True)
+    assert torch.equal(espcn(x), upscale_bicubic(x, 3))
+    plain = create_model("espcn", in_chans=1, scale=3, n1=4, n2=2)
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in espcn.parameters())
+    assert not torch.equal(plain(x), upscale_bicubic(x, 3))
 
 
 def test_psnr_and_ssim_of_identical_and_known_images():
@@ -122,6 +128,21 @@ def test_patches_are_a_pure_function_of_seed_and_epoch_and_ranks_share_one_draw(
     assert torch.equal(r0[1], whole[1]) and not torch.equal(r0[1], r1[1])
     with pytest.raises(ConfigError, match="larger than every training image"):
         PatchSource(photos, patch=64, batch_size=4, steps=3)
+
+
+def test_sources_give_batches_in_the_layout_asked_for():
+    photos = PhotoSet(
+        "t", [smooth(40, 50, 0).expand(3, -1, -1), smooth(30, 30, 1).expand(3, -1, -1)], ["a", "b"]
+    )
+    plain = PatchSource(photos, patch=16, batch_size=4, steps=2, seed=7, colour="rgb")
+    cl = PatchSource(photos, patch=16, batch_size=4, steps=2, seed=7, colour="rgb", channels_last=True)
+    for x, y in zip(plain, cl):
+        assert (
+            torch.equal(x, y) and x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+        )
+        assert y.is_contiguous(memory_format=torch.channels_last)
+    whole = next(iter(ImageSource(photos, colour="rgb", channels_last=True)))
+    assert whole.is_contiguous(memory_format=torch.channels_last) and whole.shape == (1, 3, 40, 50)
 
 
 def test_flat_patches_can_be_skipped_and_photographs_balanced():
@@ -232,6 +253,24 @@ def test_a_superres_run_reports_psnr_ssim_and_the_bicubic_baseline(trained):
         assert isinstance(trained[key], float) and math.isfinite(trained[key]), key
     assert trained["gain_db"] == pytest.approx(trained["test_psnr"] - trained["bicubic_psnr"])
     assert 15 < trained["bicubic_psnr"] < 50
+
+
+def test_a_channels_last_run_learns_what_the_plain_layout_learns(trained, tmp_path):
+    """The superres task follows --channels-last (on by default on the CPU): same steps, same scores."""
+    settings = dict(get_task_class("superres").dry_run)
+    plain = fit(
+        TrainConfig(task="superres", **settings, **QUIET, channels_last=False, out=str(tmp_path / "p"))
+    )
+    cl = fit(TrainConfig(task="superres", **settings, **QUIET, channels_last=True, out=str(tmp_path / "c")))
+    assert cl["test_psnr"] == pytest.approx(plain["test_psnr"], abs=1e-3)
+    assert cl["test_bicubic_psnr"] == plain["test_bicubic_psnr"]
+    task = create_task("superres", settings["task_args"])
+    for flag in (True, False):
+        cfg = TrainConfig(task="superres", **settings, **QUIET, channels_last=flag, out=str(tmp_path / "b"))
+        built = task.build(BuildContext(cfg.resolved(), torch.device("cpu")))
+        w = built.parts.modules["net"].body[2].weight  # (one channel in: both layouts at once for body[0])
+        assert w.is_contiguous(memory_format=torch.channels_last) == flag
+        assert built.train.layout == (torch.channels_last if flag else torch.contiguous_format)
 
 
 def test_predict_writes_the_upscaled_images(trained, tmp_path, capsys):

@@ -53,7 +53,7 @@ def _augment(x: torch.Tensor, code: int) -> torch.Tensor:
 class PatchSource:
     def __init__(self, photos: PhotoSet, *, patch: int, batch_size: int, steps: int, seed: int = 0,
                  colour: str = "y", augment: bool = True, rank: int = 0, world_size: int = 1,
-                 balance: bool = False, min_std: float = 0.0):  # fmt: skip
+                 balance: bool = False, min_std: float = 0.0, channels_last: bool = False):  # fmt: skip
         if len(photos) == 0:
             raise ConfigError("no training images")
         sizes = [tuple(im.shape[-2:]) for im in photos.images]
@@ -71,6 +71,7 @@ class PatchSource:
         self.min_std = float(min_std)
         self.seed, self.colour, self.augment = seed, colour, augment
         self.rank, self.world_size = rank, world_size
+        self.layout = torch.channels_last if channels_last else torch.contiguous_format
         self.epoch, self._skip = 0, 0
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
@@ -133,14 +134,16 @@ class PatchSource:
                 im = self.photos.images[which[i]][:, top[i] : top[i] + p, left[i] : left[i] + p]
                 x = as_colour(im[None].float().div_(255.0), self.colour)
                 crops.append(_augment(x, code[i]))
-            yield torch.cat(crops)
+            yield torch.cat(crops).contiguous(memory_format=self.layout)
 
 
 class ImageSource:
     """Whole images (cropped to a multiple of ``multiple``), as float batches in the task's colour."""
 
-    def __init__(self, photos: PhotoSet, *, batch_size: int = 16, colour: str = "y", multiple: int = 1):
+    def __init__(self, photos: PhotoSet, *, batch_size: int = 16, colour: str = "y", multiple: int = 1,
+                 channels_last: bool = False):  # fmt: skip
         self.photos, self.colour, self.multiple = photos, colour, multiple
+        self.layout = torch.channels_last if channels_last else torch.contiguous_format
         self.batches: list[list[int]] = []
         for i, im in enumerate(photos.images):
             last = self.batches[-1] if self.batches else None
@@ -159,7 +162,7 @@ class ImageSource:
 
     def images(self, indices: list[int]) -> torch.Tensor:
         x = torch.stack([self.photos.images[i] for i in indices]).float().div_(255.0)
-        return modcrop(as_colour(x, self.colour), self.multiple)
+        return modcrop(as_colour(x, self.colour), self.multiple).contiguous(memory_format=self.layout)
 
     def __iter__(self):
         for idx in self.batches:

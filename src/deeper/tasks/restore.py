@@ -99,8 +99,9 @@ class RestoreTask(Task):
         net = create_model(cfg.model, num_classes=c, in_chans=c, **kwargs)
         if not isinstance(net, RestoreUNet):
             raise not_restore
-        train, val, test, patch = make_sources(self, ctx, self.colour, 1, a["patch"])
-        net = ctx.place(net)
+        cl = ctx.channels_last(net)
+        train, val, test, patch = make_sources(self, ctx, self.colour, 1, a["patch"], channels_last=cl)
+        net = ctx.place(net, channels_last=cl)
         opt, sched = ctx.optimizer(net.parameters(), train.steps_per_epoch)
         meta = {
             "model": cfg.model, "num_classes": c, "in_chans": c, "dataset": cfg.data, "colour": self.colour,

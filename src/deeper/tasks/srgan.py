@@ -80,11 +80,12 @@ class SrganTask(SuperResolutionTask):
         self.phi.features(
             torch.zeros(1, 1, 16, 16, device=ctx.device), (a["layer"],)
         )  # a bad layer fails now
-        train, val, test, patch = make_sources(self, ctx, "y", self.scale, a["patch"])
+        cl = ctx.channels_last(g)
+        train, val, test, patch = make_sources(self, ctx, "y", self.scale, a["patch"], channels_last=cl)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed + 7)
             d = Discriminator(in_chans=1, width=a["d_width"])
-        g, d = ctx.place(g), ctx.place(d)
+        g, d = ctx.place(g, channels_last=cl), ctx.place(d, channels_last=cl)
         steps = train.steps_per_epoch
         opt_g, sched_g = ctx.optimizer(g.parameters(), steps, beta1=0.9)
         opt_d, sched_d = ctx.optimizer(d.parameters(), steps, beta1=0.9)

@@ -281,8 +281,9 @@ class FastStyleTask(Task):
             feature_net(a["referee"], seed=REFEREE_SEED, width=a["width"]).to(dev), style
         )
         self.style_image = style
-        train, val, test, patch = make_sources(self, ctx, "rgb", 1, a["patch"])
-        net = ctx.place(net)
+        cl = ctx.channels_last(net)
+        train, val, test, patch = make_sources(self, ctx, "rgb", 1, a["patch"], channels_last=cl)
+        net = ctx.place(net, channels_last=cl)
         opt, sched = ctx.optimizer(net.parameters(), train.steps_per_epoch)
         meta = {
             "model": cfg.model, "num_classes": 3, "in_chans": 3, "dataset": cfg.data, "style": a["style"],

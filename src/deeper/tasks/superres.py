@@ -87,8 +87,10 @@ def eval_images(photos, crop: int):
     return PhotoSet(photos.name, [crop_centre(im, crop) for im in photos.images], list(photos.names))
 
 
-def make_sources(task: Task, ctx: BuildContext, colour: str, multiple: int, patch: int):
-    """``(train, val, test)`` sources of a run (``patch``: a multiple of ``multiple``)."""
+def make_sources(task: Task, ctx: BuildContext, colour: str, multiple: int, patch: int, *,
+                 channels_last: bool = False):  # fmt: skip
+    """``(train, val, test)`` sources of a run (``patch``: a multiple of ``multiple``), their batches in the
+    channels-last layout where the network is."""
     cfg, a = ctx.cfg, task.args
     where = {"data_dir": cfg.run.data_dir}
     train = load_split(cfg.data, "train", n=cfg.sampling.subset, **where)
@@ -102,13 +104,17 @@ def make_sources(task: Task, ctx: BuildContext, colour: str, multiple: int, patc
     source = PatchSource(
         train.to(dev), patch=patch, batch_size=ctx.batch_size, colour=colour, seed=cfg.seed,
         steps=epoch_steps(a["patches"], ctx.batch_size, ctx.world_size), rank=ctx.rank, world_size=ctx.world_size,
-        balance=bool(a.get("balance", False)), min_std=float(a.get("min_std", 0.0)),
+        balance=bool(a.get("balance", False)), min_std=float(a.get("min_std", 0.0)), channels_last=channels_last,
     )  # fmt: skip
     bs = min(cfg.sampling.eval_batch_size, 64)
 
     def whole(p):
         return ImageSource(
-            eval_images(p, a["eval_crop"]).to(dev), batch_size=bs, colour=colour, multiple=multiple
+            eval_images(p, a["eval_crop"]).to(dev),
+            batch_size=bs,
+            colour=colour,
+            multiple=multiple,
+            channels_last=channels_last,
         )
 
     return source, (whole(val) if val is not None else None), whole(test), patch
@@ -157,8 +163,11 @@ class SuperResolutionTask(Task):
         cfg = ctx.cfg
         net, kwargs = sr_model(cfg, self.scale)
         self.upsampled_input = net.upsampled_input
-        train, val, test, patch = make_sources(self, ctx, "y", self.scale, self.args["patch"])
-        net = ctx.place(net)
+        cl = ctx.channels_last(net)
+        train, val, test, patch = make_sources(
+            self, ctx, "y", self.scale, self.args["patch"], channels_last=cl
+        )
+        net = ctx.place(net, channels_last=cl)
         opt, sched = ctx.optimizer(net.parameters(), train.steps_per_epoch)
         meta = self.metadata(cfg, kwargs, train, patch)
         return Built(Parts.single(net, opt, sched), train, val, test, meta)

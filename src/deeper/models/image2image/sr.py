@@ -83,8 +83,11 @@ class SRCNN(SuperResolution):
 
 
 class ESPCN(SuperResolution):
-    def __init__(self, *, in_chans: int = 1, scale: int = 3, n1: int = 64, n2: int = 32):
+    def __init__(
+        self, *, in_chans: int = 1, scale: int = 3, n1: int = 64, n2: int = 32, residual: bool = False
+    ):
         super().__init__(in_chans, _check_scale(scale))
+        self.residual = residual
         self.body = nn.Sequential(
             nn.Conv2d(in_chans, n1, 5, padding=2, padding_mode="replicate"),
             nn.Tanh(),
@@ -93,10 +96,14 @@ class ESPCN(SuperResolution):
             nn.Conv2d(n2, in_chans * scale**2, 3, padding=1, padding_mode="replicate"),
         )
         self.shuffle = nn.PixelShuffle(scale)
+        if residual:  # the network learns the correction of bicubic: start from none
+            nn.init.zeros_(self.body[-1].weight)
+            nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check(x)
-        return self.shuffle(self.body(x))
+        y = self.shuffle(self.body(x))
+        return y + upscale_bicubic(x, self.scale) if self.residual else y
 
 
 class ResidualBlock(nn.Module):
@@ -197,9 +204,11 @@ def srcnn(*, num_classes: int = 1, in_chans: int = 1, scale: int = 2, f1: int = 
 
 
 @register_model("espcn", default_input=(1, 17, 17), family="restore")
-def espcn(*, num_classes: int = 1, in_chans: int = 1, scale: int = 3, n1: int = 64, n2: int = 32) -> ESPCN:
-    """ESPCN: two tanh convolutions on the low-resolution image, a sub-pixel convolution (pixel shuffle)."""
-    return ESPCN(in_chans=in_chans, scale=scale, n1=n1, n2=n2)
+def espcn(*, num_classes: int = 1, in_chans: int = 1, scale: int = 3, n1: int = 64, n2: int = 32,
+          residual: bool = False) -> ESPCN:  # fmt: skip
+    """ESPCN: two tanh convolutions on the low-resolution image, a sub-pixel convolution (pixel shuffle)
+    (``residual``: adds the bicubic enlargement of the input, as SRCNN's option)."""
+    return ESPCN(in_chans=in_chans, scale=scale, n1=n1, n2=n2, residual=residual)
 
 
 @register_model("srresnet", default_input=(1, 24, 24), family="restore")
