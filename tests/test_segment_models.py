@@ -89,6 +89,7 @@ def test_bad_options_are_config_errors():
         ("unet", {"depth": 0}, "depth"),
         ("deeplabv3", {"output_stride": 32}, "output_stride must be 4, 8 or 16"),
         ("segnet", {"width": 0}, "width"),
+        ("segnet", {"stages": 6}, "stages must be 1 to 5"),
         ("deeplabv3plus", {"decoder": 0}, "decoder"),
     ]:
         with pytest.raises(ConfigError, match=message):
@@ -212,6 +213,20 @@ def test_segnet_upsamples_by_unpooling_to_the_pooled_positions():
     assert torch.count_nonzero(u[~where]) == 0  # and nothing else is filled in
     # each 2x2 window holds exactly its maximum
     torch.testing.assert_close(F.avg_pool2d(u, 2) * 4, pooled)
+
+
+def test_segnet_of_four_stages_is_vgg16s_first_ten_convolutions_at_stride_16():
+    full = create_model("segnet", num_classes=11, in_chans=1, width=4)
+    four = create_model("segnet", num_classes=11, in_chans=1, width=4, stages=4)
+    assert full.stride == 32 and four.stride == 16 and len(four.encoder) == len(four.decoder) == 4
+
+    def convs(modules):
+        return [m for m in modules.modules() if isinstance(m, nn.Conv2d)]
+
+    assert len(convs(full.encoder)) == 13 and len(convs(four.encoder)) == 10 == len(convs(four.decoder))
+    assert [c.out_channels for c in convs(four.encoder)] == [c.out_channels for c in convs(full.encoder)][:10]
+    with torch.no_grad():
+        assert four(torch.rand(2, 1, 50, 70)).shape == (2, 11, 50, 70)
 
 
 def test_segnet_basic_is_four_7x7_stages_without_relu_in_the_decoder():

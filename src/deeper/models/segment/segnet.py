@@ -11,6 +11,10 @@ ends it (paper: a softmax classifier on the decoder's last map).
 
 Sized for 64x84 digit scenes: the stage widths are ``width`` x (1, 2, 4, 8, 8)
 (paper: 64 x ...), trained from scratch; inputs are padded to a multiple of 32.
+``stages`` keeps the first few of VGG-16's five stages (the decoder mirrors them): after
+five 2x2 pools a 64x84 scene is a 2x3 map whose cells are 32 pixels apart, wider than a
+digit, and every class must come back through it (SegNet has no skips but the indices);
+with four (VGG-16's first ten convolutions, SegNet-Basic's depth) cells are 16 pixels apart.
 
 ``segnet-basic`` is the paper's smaller SegNet-Basic: four stages of one 7x7 convolution
 each, all ``width`` wide (paper: 64), batch norm and ReLU in the encoder, batch norm and
@@ -79,9 +83,13 @@ class SegNet(SegmentationNet):
 
 
 @register_model("segnet", default_input=(1, 64, 84), family="segment")
-def segnet(*, num_classes: int = 11, in_chans: int = 1, width: int = 16) -> SegNet:
-    """SegNet: VGG-16 encoder (13 convs, batch norm), a mirrored decoder upsampling by max-unpooling."""
-    return SegNet(num_classes=num_classes, in_chans=in_chans, width=width)
+def segnet(*, num_classes: int = 11, in_chans: int = 1, width: int = 16, stages: int = 5) -> SegNet:
+    """SegNet: VGG-16 encoder (13 convs, batch norm), a mirrored decoder upsampling by max-unpooling
+    (``stages``: the first 1-5 of VGG-16's five stages)."""
+    if not 1 <= stages <= len(CONVS):
+        raise ValueError(f"SegNet stages must be 1 to {len(CONVS)}, got {stages}")
+    return SegNet(num_classes=num_classes, in_chans=in_chans, width=width, convs=CONVS[:stages],
+                  multipliers=(1, 2, 4, 8, 8)[:stages])  # fmt: skip
 
 
 @register_model("segnet-basic", default_input=(1, 64, 84), family="segment")
