@@ -17,7 +17,9 @@ on the 10,000 training scenes of its dataset (six captions each), validated on t
   par-inject) instead of before the first word only, trained for 28 epochs (within the 15 minutes);
 - ``nic-every-pretrained``: both, 25 epochs after the pretraining (within the 15 minutes);
 - ``nic-every-40k``: ``nic-every`` on 40,000 training scenes (made by the same generator) for 6 epochs;
-- ``nic-every-40k-fine``: the same, its encoder's map taken before the last max-pool (``pools=2``, 17x17).
+- ``nic-every-40k-fine``: the same, its encoder's map taken before the last max-pool (``pools=2``, 17x17);
+- ``nic-every-40k-fine-aug``: the same, its training scenes shifted (up to 3 pixels) and their strokes
+  distorted (``--augment crop=3,elastic=20``), anew each time a scene is seen.
 
 For every run the test captions are decoded again greedily and with beam searches of width 3 and 5
 (BLEU-1..4, CIDEr-D, meaning accuracy, and which forms of sentence the model chose).  The table gives
@@ -96,6 +98,13 @@ CONFIGS["nic-every-40k"] = ("nic", "scenes-cap", {**SMALL, "inject": "every"}, {
 CONFIGS["nic-every-40k-fine"] = (
     "nic", "scenes-cap", {**SMALL, "inject": "every", "pools": 2, "grid": 17}, {"epochs": 6, "subset": 40_000}, {}
 )  # fmt: skip
+# the same with its training scenes shifted by up to 3 pixels and their strokes distorted (elastic, as MNIST's
+# augmentation), new each time a scene is seen: its greedy captions are true of 95% of its training scenes
+# against 92% of the test scenes, and its errors are digits misread (tally and extreme captions), not orders
+CONFIGS["nic-every-40k-fine-aug"] = (
+    "nic", "scenes-cap", {**SMALL, "inject": "every", "pools": 2, "grid": 17},
+    {"epochs": 6, "subset": 40_000, "augment": "crop=3,elastic=20"}, {},
+)  # fmt: skip
 #: the targets of the issue (scenes-cap, NIC): test BLEU-4 and meaning accuracy
 TARGETS = {
     name: {"bleu4": 0.90, "meaning_accuracy": 0.95}
@@ -106,6 +115,7 @@ TARGETS = {
         "nic-every-pretrained",
         "nic-every-40k",
         "nic-every-40k-fine",
+        "nic-every-40k-fine-aug",
     )
 }
 TIME_LIMIT = 15 * 60  # seconds of training per model

@@ -62,6 +62,31 @@ def test_the_vocabulary_is_saved_with_the_weights(tiny_run):
     assert set(vocab[4:]) == words
 
 
+def test_training_scenes_can_be_shifted_and_distorted_with_their_captions_unchanged():
+    from deeper.data.augment import Augment
+    from deeper.models.caption.vocab import Vocabulary
+    from deeper.tasks.caption import CaptionLoader, caption_tokens
+    from deeper.train.regularize import TrainTransform
+
+    ds = load_split("scenes-cap", "train", 16, source="digits")
+    vocab = Vocabulary.build(c for caps in ds.captions for c in caps)
+    tokens = caption_tokens(vocab, ds.captions)
+
+    def first(transform=None):
+        loader = CaptionLoader(ds, 8, tokens=tokens, shuffle=True, seed=3, transform=transform)
+        return next(iter(loader))
+
+    def shifted():
+        return TrainTransform(Augment({"crop": 3.0, "elastic": 20.0}), seed=5)
+
+    plain, a, b = first(), first(shifted()), first(shifted())
+    assert torch.equal(a.tokens, plain.tokens) and a.references == plain.references
+    assert torch.equal(a.images, b.images) and not torch.equal(a.images, plain.images)  # seeded, and changed
+    assert a.images.shape == plain.images.shape and float(a.images.min()) >= 0 and float(a.images.max()) <= 1
+    # the ink moves but stays: about as much of it as before
+    torch.testing.assert_close(a.images.sum((1, 2, 3)), plain.images.sum((1, 2, 3)), rtol=0.15, atol=0)
+
+
 def _scene_png(path: Path, image: np.ndarray, *, invert: bool = False, scale: int = 1) -> Path:
     img = np.kron(image, np.ones((scale, scale), dtype=np.uint8)) if scale > 1 else image
     Image.fromarray(255 - img if invert else img).save(path)
@@ -108,6 +133,8 @@ def test_bad_input_is_one_line(tiny_run, tmp_path, capsys):
          "unknown inject 'late'"),
         (["train", "--task", "caption", "--data", "scenes-cap", "--model", "nic", "--mixup", "0.2"],
          "does not take --mixup"),
+        (["train", "--task", "caption", "--data", "scenes-cap", "--model", "nic", "--augment", "crop=2,flip=0.5"],
+         "takes only --augment ops that keep a scene's captions true"),
     ]  # fmt: skip
     for argv, message in cases:
         code = main(argv + ["--out", str(tmp_path / "run")] if argv[0] == "train" else argv)

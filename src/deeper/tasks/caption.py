@@ -111,7 +111,10 @@ class CaptionLoader(BatchLoader):
         b, m, t = tok.shape
         index = torch.arange(b, device=tok.device).repeat_interleave(m)
         refs = [ds.captions[i] for i in sel.tolist()]
-        return CaptionBatch(self.images(sel), tok.reshape(b * m, t), index, refs, ds.boxes[sel], ds.labels[sel],
+        images = self.images(sel)
+        if self.transform is not None:  # augmentation that keeps the captions true (see CAPTION_AUGMENT)
+            images, _ = self.transform(images, None)
+        return CaptionBatch(images, tok.reshape(b * m, t), index, refs, ds.boxes[sel], ds.labels[sel],
                             ds.counts[sel])  # fmt: skip
 
 
@@ -145,18 +148,22 @@ def _start_encoder(model: nn.Module, weights: str) -> None:
     notice(f"encoder: {n} tensors from {weights}")
 
 
-def _refuse_unused(cfg) -> None:
-    """Options of classification that would silently do nothing here."""
-    r, s = cfg.regularize, cfg.sampling
-    used = {
-        "--augment": r.augment not in (None, "none"), "--mixup": bool(r.mixup), "--cutmix": bool(r.cutmix),
-        "--input-noise": bool(r.input_noise), "--bootstrap": s.bootstrap,
-        "--sample-weights": s.sample_weights is not None, "--folds": s.folds is not None,
-        "--init-from": cfg.transfer.init_from is not None, "--freeze": cfg.transfer.freeze != "none",
-        "--norm": r.norm not in (None, "none"),
-    }  # fmt: skip
-    if bad := [k for k, v in used.items() if v]:
-        raise ConfigError(f"task 'caption' does not take {', '.join(bad)} (classification options)")
+#: the --augment ops a scene's captions stay true under: shifts of the whole scene (order and relations are
+#: relative), small elastic distortions of the strokes, brightness and contrast; not rotations and rescales
+#: (they move boxes across each other), flips (left becomes right) or erasing (a digit may vanish)
+CAPTION_AUGMENT = ("translate", "crop", "elastic", "elastic_sigma", "brightness", "contrast")
+
+
+def _check_augment(cfg) -> None:
+    """``--augment`` names only ops that keep the captions true (the engine refuses the other options of
+    classification before the task builds)."""
+    from deeper.data.augment import parse_augment
+
+    if bad := [op for op in parse_augment(cfg.regularize.augment, cfg.data) if op not in CAPTION_AUGMENT]:
+        raise ConfigError(
+            f"task 'caption' takes only --augment ops that keep a scene's captions true "
+            f"({', '.join(o for o in CAPTION_AUGMENT if o != 'elastic_sigma')}), not {', '.join(bad)}"
+        )
 
 
 # ----------------------------------------------------------------------------- the task
@@ -166,6 +173,7 @@ def _refuse_unused(cfg) -> None:
 class CaptionTask(Task):
     name = "caption"
     description = "image captioning of digit scenes: CNN encoder + LSTM decoder (NIC, show-attend-tell); BLEU, CIDEr-D, meaning"
+    takes = frozenset({"--augment"})  # (the ops of CAPTION_AUGMENT)
     metrics = (
         Metric("loss", higher_is_better=False),
         Metric("token_accuracy", label="tok"),
@@ -218,7 +226,7 @@ class CaptionTask(Task):
 
         cfg = ctx.cfg
         get_model_entry(cfg.model)  # fail on a bad name before making any scenes
-        _refuse_unused(cfg)
+        _check_augment(cfg)
         spec = get_dataset_spec(cfg.data)
         kwargs = dict(cfg.model_kwargs)
         if cfg.regularize.dropout is not None:
@@ -250,8 +258,11 @@ class CaptionTask(Task):
             return CaptionLoader(ds.to(dev), bs, tokens=caption_tokens(vocab, ds.captions),
                                  channels_last=channels_last, **kw)  # fmt: skip
 
+        from deeper.train.regularize import build_train_transform
+
         train_loader = loader(train, ctx.batch_size, shuffle=True, seed=cfg.seed, rank=ctx.rank,
-                              world_size=ctx.world_size, per_scene=a["captions"])  # fmt: skip
+                              world_size=ctx.world_size, per_scene=a["captions"],
+                              transform=build_train_transform(cfg, len(vocab), dev))  # fmt: skip
         eval_bs = min(cfg.sampling.eval_batch_size, EVAL_BATCH)
         val_loader = loader(val, eval_bs) if val is not None else None
         test_loader = loader(test, eval_bs)
