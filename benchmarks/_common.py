@@ -64,7 +64,7 @@ def merge_runs(path: str | Path, fresh: dict, order: list[str]) -> dict:
     """``fresh`` (a result with ``rows`` and ``results`` of some configurations, keyed ``config``) merged into
     the previous file at ``path``: the other configurations' rows and results stay, every row names the CPU it
     was measured on (``CPU``), ``machines`` lists each machine line, ``machine`` joins them, and rows and
-    results follow ``order`` (the benchmark's configurations)."""
+    results follow ``order`` (the benchmark's configurations); keys only the previous file has are kept."""
     path = Path(path)
     return merge_into(json.loads(path.read_text()) if path.is_file() else {}, fresh, order)
 
@@ -86,9 +86,13 @@ def merge_into(previous: dict, fresh: dict, order: list[str]) -> dict:
     )
     rank = {name: i for i, name in enumerate(order)}
     machines = list(dict.fromkeys([*(before if kept else []), machine()]))
-    return fresh | {
-        "machine": "; ".join(machines),
-        "machines": machines,
-        "rows": sorted(rows.values(), key=lambda r: rank.get(r["config"], len(rank))),
-        "results": dict(sorted(results.items(), key=lambda kv: rank.get(kv[0], len(rank)))),
-    }
+    return (
+        previous
+        | fresh
+        | {  # what only the previous file has (another part of the benchmark) stays
+            "machine": "; ".join(machines),
+            "machines": machines,
+            "rows": sorted(rows.values(), key=lambda r: rank.get(r["config"], len(rank))),
+            "results": dict(sorted(results.items(), key=lambda kv: rank.get(kv[0], len(rank)))),
+        }
+    )

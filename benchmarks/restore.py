@@ -11,7 +11,13 @@ repeats ``denoise-photos`` with the whole budget (28 epochs, about 13 minutes of
 ``denoise-photos-scales`` repeats it with scale augmentation (each training photograph also downscaled by
 0.9, 0.8, 0.7 and 0.6: ``superres.SCALES``).
 
+``--classical`` scores two classical denoisers of scikit-image on the same noisy held-out photographs (the
+noise of the ``denoise-photos`` runs, drawn with the task's evaluation seed): non-local means (``h`` = 0.8 sigma,
+5x5 patches within 13x13, sigma known) and wavelet shrinkage (BayesShrink, YCbCr).  They are no "simple
+repair" of the target; they say where the learned denoiser stands against methods built for the job.
+
     flock /tmp/deeper-cpu.lock python benchmarks/restore.py --data-dir ../shared/datasets --figures docs/images
+    python benchmarks/restore.py --classical      # the classical denoisers only (about a minute)
     python benchmarks/restore.py --quick --out /tmp/r      # smoke run
 """
 
@@ -69,6 +75,45 @@ def train(name: str, out: Path, quick: bool, data_dir: str | None) -> dict:
     return fit(cfg, callbacks=[TimeLimit(BUDGET_S)])
 
 
+def classical(sigma: float = 25.0) -> dict:
+    """PSNR and SSIM of scikit-image's non-local means and wavelet denoisers on the held-out photographs, with
+    the noise the restore task's evaluation adds (its seed, its batches), beside its oracle blur."""
+    import numpy as np
+    from skimage.restoration import denoise_nl_means, denoise_wavelet
+
+    from deeper.data.photos import load_photos
+    from deeper.image2image.damage import add_noise, best_blur
+    from deeper.image2image.images import quantize
+    from deeper.image2image.metrics import psnr, ssim
+    from deeper.image2image.sources import ImageSource
+    from deeper.tasks.restore import EVAL_SEED
+
+    s = sigma / 255.0
+    methods = {
+        "blur": lambda x, noisy, clean: best_blur(noisy, clean),
+        "nl-means": lambda x, noisy, clean: denoise_nl_means(x, h=0.8 * s, sigma=s, patch_size=5, patch_distance=6,
+                                                              fast_mode=True, channel_axis=-1),
+        "wavelet": lambda x, noisy, clean: denoise_wavelet(x, sigma=s, method="BayesShrink", mode="soft",
+                                                           convert2ycbcr=True, rescale_sigma=True, channel_axis=-1),
+    }  # fmt: skip
+    gen = torch.Generator().manual_seed(EVAL_SEED)
+    scored: dict[str, list] = {k: [] for k in methods}
+    source = ImageSource(load_photos("test"), batch_size=64, colour="rgb")  # as the task's test batches
+    for idx in source.batches:
+        clean = source.images(idx)
+        noisy = add_noise(clean, sigma, gen)
+        for i in range(clean.shape[0]):
+            x = noisy[i].permute(1, 2, 0).double().numpy()
+            for name, fn in methods.items():
+                out = fn(x, noisy[i : i + 1], clean[i : i + 1])
+                if isinstance(out, np.ndarray):
+                    out = torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None].float()
+                out = quantize(out)
+                scored[name].append((float(psnr(out, clean[i : i + 1])), float(ssim(out, clean[i : i + 1]))))
+    return {name: {"psnr": sum(v[0] for v in vals) / len(vals), "ssim": sum(v[1] for v in vals) / len(vals),
+                   "per_image_psnr": [v[0] for v in vals]} for name, vals in scored.items()}  # fmt: skip
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/bench-restore", help="folder of the runs")
@@ -80,8 +125,22 @@ def main(argv=None) -> int:
     )
     p.add_argument("--output", help="JSON result (default: benchmarks/results/restore.json)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the 2 cores are shared)")
+    p.add_argument("--classical", action="store_true", help="score scikit-image's classical denoisers only")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.classical:
+        found = classical()
+        print_table(
+            [
+                {"denoiser": k, "PSNR": f"{v['psnr']:.2f}", "SSIM": f"{v['ssim']:.4f}"}
+                for k, v in found.items()
+            ]
+        )
+        path = Path(args.output or RESULTS / "restore.json")
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        data["classical"] = {"sigma": 25.0, "photographs": "test", "machine": machine(), "denoisers": found}
+        print(f"wrote {write_result(path, data)}")
+        return 0
     out = Path(args.out)
     rows, results = [], {}
     for name in args.only or list(CONFIGS):

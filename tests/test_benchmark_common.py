@@ -16,7 +16,7 @@ def test_a_partial_run_keeps_the_other_configurations_and_names_each_rows_cpu(tm
     path.write_text(json.dumps({
         "machine": "Old CPU, 2 cores, 1 threads, no GPU",
         "rows": [{"config": "a", "x": 1}, {"config": "b", "x": 2}],
-        "results": {"a": {"x": 1}, "b": {"x": 2}},
+        "results": {"a": {"x": 1}, "b": {"x": 2}}, "classical": {"y": 1}, "budget_s": 60,
     }))  # fmt: skip
     merged = common.merge_runs(path, {"rows": [{"config": "b", "x": 3}, {"config": "c", "x": 4}],
                                       "results": {"c": {"x": 4}, "b": {"x": 3}}}, ["c", "b", "a"])  # fmt: skip
@@ -29,6 +29,12 @@ def test_a_partial_run_keeps_the_other_configurations_and_names_each_rows_cpu(tm
         "New CPU, 2 cores, 1 threads, no GPU",
     ]
     assert merged["machine"] == "; ".join(merged["machines"])
+    assert (
+        merged["classical"] == {"y": 1} and merged["budget_s"] == 60
+    )  # what the partial run did not make stays
+    assert (
+        common.merge_runs(path, {"rows": [], "budget_s": 90}, ["a"])["budget_s"] == 90
+    )  # and the fresh wins
     # a run that replaces every configuration names only its own machine
     again = common.merge_runs(
         path, {"rows": [{"config": "a", "x": 5}, {"config": "b", "x": 6}], "results": {}}, ["a", "b"]
