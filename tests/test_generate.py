@@ -393,6 +393,25 @@ def test_bad_training_settings_are_config_errors(options, message, tmp_path):
         fit(TrainConfig(**settings, **QUIET, out=str(tmp_path / "r")))
 
 
+@pytest.mark.parametrize("flag", [True, False])
+def test_the_gan_task_trains_in_the_memory_layout_the_run_asks_for(flag, tmp_path):
+    from deeper.tasks.base import get_task_class
+    from deeper.train.build import BuildContext
+
+    settings = dict(get_task_class("generate").dry_run)
+    cfg = TrainConfig(
+        task="generate", **settings, **QUIET, channels_last=flag, out=str(tmp_path / "r")
+    ).resolved()
+    task = create_task("generate", settings["task_args"])
+    built = task.build(BuildContext(cfg, torch.device("cpu")))
+    for net in (built.parts.modules["G"], built.parts.modules["D"]):
+        convs = [m.weight for m in net.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+        wide = [w for w in convs if w.shape[1] > 1 and w.shape[-1] > 1]  # (one channel: both layouts at once)
+        assert wide and all(w.is_contiguous(memory_format=torch.channels_last) == flag for w in wide)
+    x, _ = next(iter(built.train))
+    assert built.train.channels_last == flag and x.dim() == 4
+
+
 def test_a_classifier_of_another_dataset_is_refused(tmp_path):
     from deeper.models import save_weights
 

@@ -267,9 +267,10 @@ class GanTask(GenerationTask):
         self.loss_kind, self.latent = pair.loss, pair.generator.latent
         from deeper.data import BatchLoader
 
-        g, d = ctx.place(pair.generator), ctx.place(pair.discriminator)
+        cl = ctx.channels_last(pair.discriminator)
+        g, d = ctx.place(pair.generator, channels_last=cl), ctx.place(pair.discriminator, channels_last=cl)
         loader = BatchLoader(train, ctx.batch_size, shuffle=True, seed=cfg.seed, drop_last=True,
-                             rank=ctx.rank, world_size=ctx.world_size)  # fmt: skip
+                             rank=ctx.rank, world_size=ctx.world_size, channels_last=cl)  # fmt: skip
         if len(loader) == 0:
             raise ConfigError(
                 f"--batch-size {ctx.batch_size} is larger than the {len(train)} training images"
