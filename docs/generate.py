@@ -316,6 +316,38 @@ def i2i_restore() -> str:
     return rows_table("restore") + source("restore", cmd)
 
 
+@renderer("i2i-sr-fit")
+def i2i_sr_fit() -> str:
+    """The target rows' gain over bicubic on the training photographs beside the held-out ones (central crops)."""
+    rows = [
+        [f"`{name}`", f"{r['train_photos_gain_db']:+.2f} dB", f"{r['test_photos_crop_gain_db']:+.2f} dB"]
+        for name, r in load("superres")["results"].items()
+        if r.get("train_photos_gain_db") is not None
+    ]
+    cmd = "python benchmarks/superres.py --only srcnn-x2-scales --only espcn-x3-scales --only espcn-x3-residual"
+    return table(["config", "gain on the 16 training photographs", "gain on the 5 held-out ones"], rows) + source(
+        "superres", cmd
+    )
+
+
+@renderer("i2i-classical")
+def i2i_classical() -> str:
+    """Classical denoisers and the oracle blur on the noisy held-out photographs, beside the best U-Net."""
+    r = load("restore")
+    found = r["classical"]["denoisers"]
+    names = {"blur": "Gaussian blur, best width per image (the simple repair)", "nl-means": "non-local means (scikit-image)",
+             "total variation": "total variation, Chambolle, best weight per image (scikit-image)"}  # fmt: skip
+    rows = [[names.get(k, k), f"{v['psnr']:.2f}", f"{v['ssim']:.4f}"] for k, v in found.items()]
+    best = max(r["results"].items(), key=lambda kv: kv[1]["test"]["psnr"] if kv[0].startswith("denoise-photos") else 0)
+    rows.append([f"U-Net `{best[0]}`", f"{best[1]['test']['psnr']:.2f}", f"{best[1]['test']['ssim']:.4f}"])
+    blur = found["blur"]["psnr"]
+    rows.append([f"the target: the simple repair + {r['target_db']:.0f} dB", f"{blur + r['target_db']:.2f}", ""])
+    machine = r["classical"]["machine"]
+    return table(["denoiser (sigma 25, the 5 held-out photographs)", "PSNR", "SSIM"], rows) + (
+        f"\n\nMeasured on: {machine} (`benchmarks/results/restore.json`). `python benchmarks/restore.py --classical`"
+    )
+
+
 @renderer("i2i-style")
 def i2i_style() -> str:
     return rows_table("style") + source("style", "python benchmarks/style.py --figures docs/images")
@@ -349,7 +381,7 @@ def i2i_targets() -> str:
             cost = sr[name]["test_psnr"] - sr[base]["test_psnr"]
             row(f"`{name}`: PSNR cost against `{base}`", "shown", f"{cost:+.2f} dB", None)
     for name, r in rs.items():
-        if name.endswith("-photos"):
+        if name.startswith("denoise-photos") or name.startswith("inpaint-photos"):
             t = r["test"]
             g = t["psnr"] - t["baseline_psnr"]
             row(f"`{name}`: PSNR over the best simple repair", ">= +3.0 dB", f"{g:+.2f} dB", g >= 3.0)
@@ -553,6 +585,7 @@ GENERATION_CMDS = (
     "... --datasets mnist --rows dcgan-conditional wgan-gp",
     "... --datasets mnist --rows dcgan-conditional-best",
     "... --datasets mnist --rows dcgan-conditional-ema",
+    "... --datasets mnist --rows dcgan-conditional-cosine",
     "... --datasets fashion-mnist --rows ddpm-long",
     "... --datasets fashion-mnist --rows ddpm-4",
     "... --datasets fashion-mnist --rows dcgan-conditional-best",
