@@ -316,6 +316,11 @@ def i2i_restore() -> str:
     return rows_table("restore") + source("restore", cmd)
 
 
+@renderer("layout-speed")
+def layout_speed() -> str:
+    return rows_table("layout_speed") + source("layout_speed", "python benchmarks/layout_speed.py")
+
+
 @renderer("i2i-sr-fit")
 def i2i_sr_fit() -> str:
     """The target rows' gain over bicubic on the training photographs beside the held-out ones (central crops)."""
