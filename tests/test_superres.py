@@ -61,6 +61,8 @@ def test_residual_networks_start_as_bicubic():
     plain = create_model("espcn", in_chans=1, scale=3, n1=4, n2=2)
     assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in espcn.parameters())
     assert not torch.equal(plain(x), upscale_bicubic(x, 3))
+    with pytest.raises(ConfigError, match="option residual must be true or false, got 'maybe'"):
+        create_model("espcn", in_chans=1, scale=3, residual="maybe")
 
 
 def test_psnr_and_ssim_of_identical_and_known_images():

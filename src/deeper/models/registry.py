@@ -93,6 +93,8 @@ def option_range(name: str, default) -> tuple[type, float, float, bool] | None:
 
 
 def _check_option(model: str, key: str, value, default) -> None:
+    if isinstance(default, bool) and not isinstance(value, bool):  # residual=maybe would be a truthy string
+        raise ConfigError(f"model {model!r}: option {key} must be true or false, got {value!r}")
     if _is_number(default) and not _is_number(value):  # e.g. --model-arg width=abc: a typo, not a crash
         raise ConfigError(f"model {model!r}: option {key} must be a number, got {value!r}")
     if isinstance(value, tuple | list):
