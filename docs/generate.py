@@ -343,7 +343,8 @@ def i2i_classical() -> str:
     names = {"blur": "Gaussian blur, best width per image (the simple repair)", "nl-means": "non-local means (scikit-image)",
              "total variation": "total variation, Chambolle, best weight per image (scikit-image)"}  # fmt: skip
     rows = [[names.get(k, k), f"{v['psnr']:.2f}", f"{v['ssim']:.4f}"] for k, v in found.items()]
-    best = max(r["results"].items(), key=lambda kv: kv[1]["test"]["psnr"] if kv[0].startswith("denoise-photos") else 0)
+    photos = [kv for kv in r["results"].items() if kv[0].startswith("denoise-photos")]
+    best = max(photos, key=lambda kv: kv[1]["test"]["psnr"])
     rows.append([f"U-Net `{best[0]}`", f"{best[1]['test']['psnr']:.2f}", f"{best[1]['test']['ssim']:.4f}"])
     blur = found["blur"]["psnr"]
     rows.append([f"the target: the simple repair + {r['target_db']:.0f} dB", f"{blur + r['target_db']:.2f}", ""])
