@@ -147,14 +147,13 @@ def train(name: str, out: Path, quick: bool) -> dict:
 
 
 @torch.inference_mode()
-def inference_rate(run_dir: Path) -> float:
+def inference_rate(task, net) -> float:
     """Held-out photographs upscaled per second (their luminance, batch 1, best of 3 passes)."""
     from deeper.data.photos import load_photos
     from deeper.image2image.images import downscale, modcrop
     from deeper.image2image.sources import as_colour
     from deeper.image2image.superres import super_resolve
 
-    task, net = _loaded(run_dir)
     s = task.scale
     lrs = [
         downscale(modcrop(as_colour(im[None].float() / 255, "y"), s), s) for im in load_photos("test").images
@@ -169,6 +168,7 @@ def inference_rate(run_dir: Path) -> float:
 
 
 def _loaded(run_dir: Path):
+    """``(task, network in eval mode)`` of a finished run's weights."""
     from deeper.inference import task_of
     from deeper.models.weights import load_weights
 
@@ -179,7 +179,7 @@ def _loaded(run_dir: Path):
 
 
 @torch.inference_mode()
-def gains_by_split(run_dir: Path, side: int = 512) -> dict[str, float]:
+def gains_by_split(task, net, side: int = 512) -> dict[str, float]:
     """The mean gain over bicubic (dB) on the training photographs beside the held-out ones, each photograph's
     central ``side`` x ``side`` at most (the largest training images are 1,411 pixels wide): a network that
     gains as much on the photographs it was trained on as on new ones is held back by its size and budget, not
@@ -191,7 +191,6 @@ def gains_by_split(run_dir: Path, side: int = 512) -> dict[str, float]:
     from deeper.image2image.sources import as_colour
     from deeper.image2image.superres import sr_inputs, super_resolve
 
-    task, net = _loaded(run_dir)
     s = task.scale
     out = {}
     for split in ("train", "test"):
@@ -227,12 +226,13 @@ def main(argv=None) -> int:
                 f"({len(r.get('test', {}).get('confusion_matrix', [])) or 16} photographs), {r['train_seconds']:.0f} s"
             )
             continue
-        rate = inference_rate(Path(r["run_dir"]))
+        task, net = _loaded(Path(r["run_dir"]))  # the run's weights, read once for both measurements
+        rate = inference_rate(task, net)
         results[name]["inference_img_per_s"] = rate
         if (
             name in TARGETS
         ):  # the target rows: do they fall short on the photographs they were trained on too?
-            by_split = gains_by_split(Path(r["run_dir"]))
+            by_split = gains_by_split(task, net)
             results[name] |= {
                 "train_photos_gain_db": by_split["train"],
                 "test_photos_crop_gain_db": by_split["test"],
