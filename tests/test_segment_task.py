@@ -184,6 +184,47 @@ def test_median_frequency_balancing_weighs_the_rare_digits_in_the_training_loss(
         )
 
 
+def test_the_prior_bias_starts_the_network_at_the_class_shares():
+    from deeper.models import create_model
+    from deeper.tasks.segment import prior_bias_
+
+    masks = torch.zeros(2, 10, 10, dtype=torch.uint8)
+    masks[0, :2, :5] = 3  # 10 of 200 pixels; class 7 has 5; classes absent count as one pixel
+    masks[1, 0, :5] = 7
+    for name in ("segnet-basic", "unet", "deeplabv3"):
+        net = create_model(name, num_classes=11, in_chans=1)
+        bias = prior_bias_(net, masks, 11)
+        share = torch.full((11,), 1.0)
+        share[0], share[3], share[7] = 185, 10, 5
+        assert bias.tolist() == pytest.approx((share / share.sum()).log().tolist(), rel=1e-5)
+        net.eval()
+        with torch.no_grad():
+            probs = net(torch.rand(2, 1, 64, 84, generator=torch.Generator().manual_seed(0))).softmax(1)
+        assert probs.mean((0, 2, 3)).tolist() == pytest.approx((share / share.sum()).tolist(), abs=0.02), name
+        assert float(net.score.weight.detach().std()) < 0.02
+
+
+def test_training_with_the_prior_bias_starts_from_the_training_masks_and_fcn_is_refused(tmp_path):
+    from safetensors.torch import load_file
+
+    from deeper.models import create_model
+    from deeper.tasks.segment import classifier_of
+
+    r = fit(TrainConfig(**{**TINY, "epochs": 1, "lr": 1e-9,
+                           "task_args": {**TINY["task_args"], "prior_bias": True, "figures": False}},
+                        out=str(tmp_path / "p")))  # fmt: skip
+    masks = load_split("scenes-seg", "train", 48, source="digits").class_masks
+    counts = torch.bincount(masks.reshape(-1).long(), minlength=11).double().clamp(min=1)
+    weights = load_file(Path(r["run_dir"]) / "model.safetensors")
+    bias = next(v for k, v in weights.items() if k.endswith("score.bias"))
+    assert bias.tolist() == pytest.approx((counts / counts.sum()).log().tolist(), abs=1e-4)
+    with pytest.raises(ConfigError, match="prior_bias needs a network that ends in one convolution"):
+        classifier_of(create_model("fcn8s", num_classes=11), 11)
+    with pytest.raises(ConfigError, match="prior_bias needs"):
+        fit(TrainConfig(**{**TINY, "model": "fcn8s", "model_kwargs": {},
+                           "task_args": {**TINY["task_args"], "prior_bias": True}}, out=str(tmp_path / "f")))  # fmt: skip
+
+
 def test_models_and_data_of_another_kind_and_classification_options_are_refused(tmp_path):
     for options, message in [
         ({"model": "lenet5"}, "'lenet5' is a classify model; task 'segment' takes segment models"),

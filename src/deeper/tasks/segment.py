@@ -91,6 +91,31 @@ def median_frequency_weights(masks: torch.Tensor, num_classes: int) -> torch.Ten
     return weights.float()
 
 
+def classifier_of(net: nn.Module, num_classes: int) -> nn.Conv2d:
+    """The convolution ``score`` to the classes that ends a U-Net, SegNet or DeepLab (FCN sums several)."""
+    score = getattr(net, "score", None)
+    if not isinstance(score, nn.Conv2d) or score.bias is None or score.out_channels != num_classes:
+        raise ConfigError(
+            f"prior_bias needs a network that ends in one convolution to the classes (U-Net, SegNet, DeepLab); "
+            f"{type(net).__name__} does not"
+        )
+    return score
+
+
+def prior_bias_(net: nn.Module, masks: torch.Tensor, num_classes: int, *, std: float = 0.01) -> torch.Tensor:
+    """RetinaNet's prior initialisation of the last convolution (:func:`classifier_of`): its weights
+    ~ N(0, ``std``) and its bias the log of each class's share of the pixels of ``masks`` (N, H, W), so
+    that the untrained network's softmax is about the class prior everywhere (a class absent from
+    ``masks`` counts as one pixel). Returns the bias."""
+    score = classifier_of(net, num_classes)
+    counts = torch.bincount(masks.reshape(-1).long(), minlength=num_classes)[:num_classes].double()
+    bias = (counts.clamp(min=1) / counts.clamp(min=1).sum()).log().float()
+    with torch.no_grad():
+        nn.init.normal_(score.weight, 0.0, std)
+        score.bias.copy_(bias)
+    return bias
+
+
 class ConfusionScore(TorchMetric):
     """One score of :func:`segmentation_scores` (``"matrix"``: the confusion matrix itself) over every
     pixel of every batch: ``update(preds, target)`` with class maps of the same shape."""
@@ -174,6 +199,8 @@ class SegmentationTask(Task):
         "preview": TaskOption(8, "test scenes drawn in segmentation.png", low=1, high=64),
         "class_weights": TaskOption("none", "training loss per class: none, or median-frequency (SegNet's "
                                     "balancing: rare classes weigh more)", choices=("none", "median-frequency")),
+        "prior_bias": TaskOption(False, "start the classifier at the class prior (RetinaNet's initialisation: bias "
+                                 "= log of each class's pixel share, small weights); U-Net, SegNet, DeepLab"),
     }  # fmt: skip
 
     def __init__(self, **task_args):
@@ -196,6 +223,8 @@ class SegmentationTask(Task):
             kwargs["dropout"] = cfg.regularize.dropout
         c, h, w = spec.image_shape
         model = create_model(cfg.model, num_classes=k, in_chans=c, **kwargs)  # before the data: fail fast
+        if self.args["prior_bias"]:
+            classifier_of(model, k)
         self.num_classes, self.label_smoothing = k, cfg.regularize.label_smoothing or 0.0
         a = self.args
         source = a["source"]
@@ -207,6 +236,8 @@ class SegmentationTask(Task):
             else None
         )
         test = load_split(cfg.data, "test", a["test_scenes"] or None, **where)
+        if a["prior_bias"]:
+            prior_bias_(model, train.class_masks, k)
         channels_last = ctx.channels_last(model)
         model = ctx.place(model, channels_last=channels_last)
         dev = ctx.device
