@@ -138,6 +138,26 @@ def test_gan_losses_by_hand():
     assert torch.isclose(g_loss_gan(torch.tensor([[2.0]])), torch.tensor(math.log(1 + math.exp(-2))))
 
 
+def test_one_sided_label_smoothing_stops_pushing_real_logits_at_the_smoothed_label():
+    at = torch.tensor([[math.log(0.9 / 0.1)]], requires_grad=True)  # D says "real" with probability 0.9
+    fake = torch.tensor([[-30.0]])  # a generated image D is sure of: its term is ~0
+    entropy = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
+    loss = d_loss_gan(at, fake, real_label=0.9)
+    assert float(loss.detach()) == pytest.approx(entropy, abs=1e-6)
+    (grad,) = torch.autograd.grad(loss, at)
+    assert abs(float(grad)) < 1e-6  # the smoothed target's minimum: no push towards certainty
+    (grad_plain,) = torch.autograd.grad(d_loss_gan(at, fake), at)
+    assert float(grad_plain) == pytest.approx(-0.1, abs=1e-6)  # the plain loss still pushes it up
+    # the task passes its real_label to the discriminator's loss: same nets and batch, a different D loss
+    losses = []
+    for real_label in (1.0, 0.8):
+        task, nets, stepper = _gan("dcgan", real_label=real_label)
+        torch.manual_seed(1)
+        out = task.training_step(nets, (torch.rand(6, 1, 28, 28), torch.arange(6)), stepper, LoopState())
+        losses.append(float(out.sums["loss_d"]))
+    assert losses[0] != pytest.approx(losses[1], rel=1e-3)
+
+
 def test_the_gradient_penalty_against_a_hand_case():
     # a linear critic w.x has the gradient w everywhere: penalty (|w| - 1)^2 = (5 - 1)^2
     critic = nn.Linear(2, 1, bias=False)
@@ -381,6 +401,14 @@ def test_generate_refuses_weights_that_are_not_a_generator(tmp_path, capsys):
         ({"task": "generate", "model": "dcgan", "data": "scenes-det"}, "task 'generate' trains on images"),
         ({"task": "generate", "model": "dcgan", "mixup": 0.2}, "does not take --mixup"),
         ({"task": "generate", "model": "dcgan", "batch_size": 100}, "larger than the"),
+        (
+            {
+                "task": "generate",
+                "model": "wgan-gp",
+                "task_args": {"test_samples": 8, "val_samples": 8, "real_label": 0.9},
+            },
+            "real_label is for the GAN loss; model 'wgan-gp' trains with wgan-gp",
+        ),  # fmt: skip
     ],
 )
 def test_bad_training_settings_are_config_errors(options, message, tmp_path):

@@ -6,9 +6,13 @@ import torch
 import torch.nn.functional as F
 
 
-def d_loss_gan(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """The discriminator's cross-entropy: real images 1, generated ones 0 (the two terms added)."""
-    return F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) + (
+def d_loss_gan(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_label: float = 1.0) -> torch.Tensor:
+    """The discriminator's cross-entropy: real images ``real_label``, generated ones 0 (the two terms added).
+
+    ``real_label`` below 1 is one-sided label smoothing (Salimans et al., 2016): the discriminator's best
+    answer on a real image is then ``real_label``, not certainty, so it cannot grow ever more confident
+    (and its gradients to the generator ever steeper); generated images keep the target 0."""
+    return F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, real_label)) + (
         F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
     )
 

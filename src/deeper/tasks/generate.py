@@ -249,6 +249,13 @@ class GanTask(GenerationTask):
         **COMMON_OPTIONS,
         "n_critic": TaskOption(5, "wgan-gp: critic steps per generator step", low=1, high=100),
         "gp": TaskOption(10.0, "wgan-gp: weight of the gradient penalty", low=0.0, high=1e4),
+        "real_label": TaskOption(
+            1.0,
+            "gan: the discriminator's target for real images (0.9: one-sided label "
+            "smoothing, which keeps it from growing overconfident)",
+            low=0.5,
+            high=1.0,
+        ),
     }
     dry_run = {
         "data": "digits", "model": "dcgan", "subset": 64, "batch_size": 16, "val_size": 0.2, "epochs": 2,
@@ -265,6 +272,8 @@ class GanTask(GenerationTask):
         pair = create_model(cfg.model, num_classes=spec.num_classes, in_chans=spec.image_shape[0], **kwargs)
         self.check_kind(cfg, getattr(pair, "loss", "diffusion"))
         self.loss_kind, self.latent = pair.loss, pair.generator.latent
+        if pair.loss != "gan" and self.args["real_label"] != 1.0:
+            raise ConfigError(f"real_label is for the GAN loss; model {cfg.model!r} trains with {pair.loss}")
         from deeper.data import BatchLoader
 
         cl = ctx.channels_last(pair.discriminator)
@@ -313,13 +322,12 @@ class GanTask(GenerationTask):
                 stepper.update("G", loss_g, state)
                 sums.update(loss_g=loss_g.detach() * n, g_count=torch.tensor(float(n)))
             return StepOutput(loss_d.detach(), sums, n)
-        with (
-            stepper.autocast()
-        ):  # the discriminator's turn: real and generated images in batches of their own
-            fake = g(
-                z, labels
-            )  # (as the paper's code: batch norm never mixes them, so D cannot read one batch's
-            loss_d = d_loss_gan(d(real, labels).float(), d(fake.detach(), labels).float())  # statistics)
+        # the discriminator's turn: real and generated images in batches of their own (as the paper's code:
+        # batch norm never mixes them, so D cannot read one batch's statistics)
+        with stepper.autocast():
+            fake = g(z, labels)
+            real_logits, fake_logits = d(real, labels).float(), d(fake.detach(), labels).float()
+            loss_d = d_loss_gan(real_logits, fake_logits, self.args["real_label"])
         stepper.update("D", loss_d, state)
         with stepper.autocast():  # the generator's turn: make the discriminator say "real"
             loss_g = g_loss_gan(d(fake, labels).float())
