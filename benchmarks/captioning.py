@@ -19,7 +19,8 @@ on the 10,000 training scenes of its dataset (six captions each), validated on t
 - ``nic-every-40k``: ``nic-every`` on 40,000 training scenes (made by the same generator) for 6 epochs;
 - ``nic-every-40k-fine``: the same, its encoder's map taken before the last max-pool (``pools=2``, 17x17);
 - ``nic-every-40k-fine-aug``: the same, its training scenes shifted (up to 3 pixels) and their strokes
-  distorted (``--augment crop=3,elastic=20``), anew each time a scene is seen.
+  distorted (``--augment crop=3,elastic=20``), anew each time a scene is seen;
+- ``nic-every-120k-fine``: ``nic-every-40k-fine``'s budget on 120,000 training scenes for 2 epochs.
 
 For every run the test captions are decoded again greedily and with beam searches of width 3 and 5
 (BLEU-1..4, CIDEr-D, meaning accuracy, and which forms of sentence the model chose).  The table gives
@@ -105,6 +106,12 @@ CONFIGS["nic-every-40k-fine-aug"] = (
     "nic", "scenes-cap", {**SMALL, "inject": "every", "pools": 2, "grid": 17},
     {"epochs": 6, "subset": 40_000, "augment": "crop=3,elastic=20"}, {},
 )  # fmt: skip
+# nic-every-40k-fine's budget (240,000 scenes seen) spent on three times the scenes, each seen twice, not six
+# times: it reads its training scenes better than the test scenes (95% of greedy captions true against 92%), and
+# its errors are digits misread; fresh scenes fight that without the augmentation's distortions
+CONFIGS["nic-every-120k-fine"] = (
+    "nic", "scenes-cap", {**SMALL, "inject": "every", "pools": 2, "grid": 17}, {"epochs": 2, "subset": 120_000}, {}
+)  # fmt: skip
 #: the targets of the issue (scenes-cap, NIC): test BLEU-4 and meaning accuracy
 TARGETS = {
     name: {"bleu4": 0.90, "meaning_accuracy": 0.95}
@@ -116,6 +123,7 @@ TARGETS = {
         "nic-every-40k",
         "nic-every-40k-fine",
         "nic-every-40k-fine-aug",
+        "nic-every-120k-fine",
     )
 }
 TIME_LIMIT = 15 * 60  # seconds of training per model
