@@ -591,6 +591,7 @@ GENERATION_CMDS = (
     "... --datasets mnist --rows dcgan-conditional-best",
     "... --datasets mnist --rows dcgan-conditional-ema",
     "... --datasets mnist --rows dcgan-conditional-cosine",
+    "... --datasets mnist --rows dcgan-conditional-smooth",
     "... --datasets fashion-mnist --rows ddpm-long",
     "... --datasets fashion-mnist --rows ddpm-4",
     "... --datasets fashion-mnist --rows dcgan-conditional-best",
