@@ -132,9 +132,12 @@ BEAMS = (1, 3, 5)
 ANCHOR = {"model": "NIC", "data": "MS COCO", "bleu4": 27.7}
 
 
-def targets_met(target: dict | None, scores: dict) -> dict | None:
-    """Each target metric against the best of the decodings (NIC's paper decodes with a beam search)."""
-    return {k: max(s[k] for s in scores.values()) >= v for k, v in target.items()} if target else None
+def targets_met(target: dict | None, scores: dict, whole: dict | None = None) -> dict | None:
+    """Each target metric against the best of the decodings (NIC's paper decodes with a beam search), and against
+    the whole test split's figure too where the decodings scored only its first scenes (:func:`whole_test`)."""
+    if not target:
+        return None
+    return {k: max(s[k] for s in scores.values()) >= v and (whole is None or whole[k] >= v) for k, v in target.items()}
 
 
 def train_config(name: str, args) -> dict:
@@ -224,6 +227,23 @@ def decodings(name: str, run_dir: Path, args) -> tuple[dict, float]:
     seen = test_scenes(name, args, "train")
     holds = meaning_by_form(task.caption_dataset(net, seen, beam=1)[0], seen, seen.classes)["_holds"]
     return out, sum(holds) / max(1, len(holds))
+
+
+def whole_test(name: str, run_dir: Path, args) -> dict | None:
+    """With ``--eval-scenes`` (the table's first scenes of the test split): the widest beam's scores on every test
+    scene, so that the table's figure can be set beside the whole split's (None without ``--eval-scenes``)."""
+    from deeper.tasks.caption import CaptionTask, load_split, score_captions
+
+    if not args.eval_scenes:
+        return None
+    task = CaptionTask(threads=1)
+    torch.set_num_threads(1)
+    net, _ = task.load_model(run_dir / "model.safetensors")
+    net = net.to(args.device if args.device != "auto" else "cpu").eval()
+    ds = load_split(CONFIGS[name][1], "test", None, source=args.source, data_dir=args.data_dir)
+    texts, _ = task.caption_dataset(net, ds, beam=BEAMS[-1])
+    s = score_captions(texts, ds, ds.classes)
+    return {"beam": BEAMS[-1], "scenes": len(ds), "meaning_accuracy": s["meaning_accuracy"], "bleu4": s["bleu4"]}
 
 
 def training_speed(name: str, args, *, steps: int = 5, repeats: int = 5) -> float:
@@ -340,7 +360,8 @@ def main(argv=None) -> int:
         idle = r["epochs"] * n_train / speed if speed else None
         pre = pretrained_encoder(args)["train_seconds"] if CONFIGS[name][4].get("encoder_weights") else 0.0
         target = TARGETS.get(name)
-        met = targets_met(target, scores)
+        whole = whole_test(name, runs[name], args) if target else None
+        met = targets_met(target, scores, whole)
         entries.append({
             "config": name, "model": model, "data": data, "model_kwargs": CONFIGS[name][2],
             "options": train_config(name, args) | {"data_dir": None}, "params": r["params"],
@@ -351,6 +372,7 @@ def main(argv=None) -> int:
             "test_meaning_by_form": r.get("test_meaning_by_form"), "decodings": scores,
             "val_meaning_accuracy": r.get("val_meaning_accuracy"), "target": target, "target_met": met,
             "train_scenes": n_train, "train_scenes_meaning_greedy": train_meaning,
+            "whole_test": whole,
         })  # fmt: skip
         for k in BEAMS:
             s = scores[f"beam{k}"]

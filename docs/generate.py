@@ -473,8 +473,13 @@ def captioning_targets() -> str:
         rows.append([f"`{name}` on scenes-cap: BLEU-4, trained <= 15 min", f">= {t['bleu4']:.2f}",
                      f"{_each(ds, 'bleu4', lambda x: f'{x:.3f}')} ({secs / 60:.1f} min)",
                      best_bleu >= t["bleu4"] and secs <= limit])  # fmt: skip
+        whole = e.get("whole_test")  # the widest beam on every test scene, where the table scored the first ones
+        measured = _each(ds, "meaning_accuracy", lambda x: pct(x, 1))
+        if whole:
+            measured += f"; beam {whole['beam']} on all {whole['scenes']:,} test scenes {pct(whole['meaning_accuracy'], 1)}"
         rows.append([f"`{name}` on scenes-cap: captions true of their scene", f">= {pct(t['meaning_accuracy'], 0)}",
-                     _each(ds, "meaning_accuracy", lambda x: pct(x, 1)), best_meaning >= t["meaning_accuracy"]])  # fmt: skip
+                     measured, best_meaning >= t["meaning_accuracy"]
+                     and (not whole or whole["meaning_accuracy"] >= t["meaning_accuracy"])])  # fmt: skip
     if {"nic-hard", "sat-hard"} <= set(by):
         a, b = by["sat-hard"]["decodings"]["beam1"], by["nic-hard"]["decodings"]["beam1"]
         d = a["meaning_accuracy"] - b["meaning_accuracy"]
@@ -748,10 +753,16 @@ def segmentation_captioning_headline() -> str:
     seg = {e["config"]: e for e in load("segmentation")["results"]}
     u = seg["unet"]
     runs = [e for e in load("captioning")["results"] if e.get("target") and e["within_time_limit"]]
-    beam = max((d for e in runs for d in e["decodings"].values()), key=lambda d: d["meaning_accuracy"])
+    run, beam = max(((e, d) for e in runs for d in e["decodings"].values()), key=lambda x: x[1]["meaning_accuracy"])
+    scenes = run["options"]["task_args"].get("test_scenes")
+    whole = run.get("whole_test")
+    where = [f"the first {scenes:,} test scenes"] if scenes else []
+    if whole:
+        where.append(f"{pct(whole['meaning_accuracy'], 1)} of all {whole['scenes']:,}")
+    note = f" ({'; '.join(where)})" if where else ""
     return (f"- **Segmentation and captioning**: U-Net test mIoU {u['test_miou']:.3f} on digit scenes "
             f"([segmentation](docs/segmentation.md)); NIC captions with BLEU-4 {beam['bleu4']:.3f}, "
-            f"{pct(beam['meaning_accuracy'], 1)} of them true of their scene ([captioning](docs/captioning.md))")
+            f"{pct(beam['meaning_accuracy'], 1)} of them true of their scene{note} ([captioning](docs/captioning.md))")
 
 
 @renderer("headline")
