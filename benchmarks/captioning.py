@@ -137,7 +137,10 @@ def targets_met(target: dict | None, scores: dict, whole: dict | None = None) ->
     the whole test split's figure too where the decodings scored only its first scenes (:func:`whole_test`)."""
     if not target:
         return None
-    return {k: max(s[k] for s in scores.values()) >= v and (whole is None or whole[k] >= v) for k, v in target.items()}
+    return {
+        k: max(s[k] for s in scores.values()) >= v and (whole is None or whole[k] >= v)
+        for k, v in target.items()
+    }
 
 
 def train_config(name: str, args) -> dict:
@@ -243,7 +246,12 @@ def whole_test(name: str, run_dir: Path, args) -> dict | None:
     ds = load_split(CONFIGS[name][1], "test", None, source=args.source, data_dir=args.data_dir)
     texts, _ = task.caption_dataset(net, ds, beam=BEAMS[-1])
     s = score_captions(texts, ds, ds.classes)
-    return {"beam": BEAMS[-1], "scenes": len(ds), "meaning_accuracy": s["meaning_accuracy"], "bleu4": s["bleu4"]}
+    return {
+        "beam": BEAMS[-1],
+        "scenes": len(ds),
+        "meaning_accuracy": s["meaning_accuracy"],
+        "bleu4": s["bleu4"],
+    }
 
 
 def training_speed(name: str, args, *, steps: int = 5, repeats: int = 5) -> float:

@@ -15,7 +15,10 @@ def captioning():
 
 def test_the_meaning_target_needs_the_whole_test_split_too(captioning):
     target = {"bleu4": 0.90, "meaning_accuracy": 0.95}
-    scores = {"beam1": {"bleu4": 0.84, "meaning_accuracy": 0.93}, "beam5": {"bleu4": 0.96, "meaning_accuracy": 0.952}}
+    scores = {
+        "beam1": {"bleu4": 0.84, "meaning_accuracy": 0.93},
+        "beam5": {"bleu4": 0.96, "meaning_accuracy": 0.952},
+    }
     assert captioning.targets_met(target, scores) == {"bleu4": True, "meaning_accuracy": True}
     whole = {"beam": 5, "scenes": 2000, "bleu4": 0.95, "meaning_accuracy": 0.925}
     assert captioning.targets_met(target, scores, whole) == {"bleu4": True, "meaning_accuracy": False}
