@@ -235,6 +235,24 @@ def test_scales_and_patches_are_checked():
     )
 
 
+def test_the_loss_border_leaves_the_patch_edges_out_of_the_loss(tmp_path):
+    hr = torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    out = hr.clone()
+    out[..., :3, :] = 0  # wrong along the top edge only (3 pixels)
+    losses = {}
+    for border in (0, 3):
+        task = create_task("superres", {"scale": 2, "loss_border": border})
+        task.forward = lambda net, x: (out, x)
+        losses[border] = float(task.loss({"net": None}, hr).loss)
+    assert losses[0] > 0.01 and losses[3] == 0.0
+    settings = dict(get_task_class("superres").dry_run)  # 16-pixel patches
+    settings["task_args"] = {**settings["task_args"], "loss_border": 8}
+    with pytest.raises(ConfigError, match="loss_border 8 leaves nothing of the 16-pixel training patches"):
+        fit(TrainConfig(task="superres", **settings, **QUIET, out=str(tmp_path / "r")))
+    with pytest.raises(ConfigError, match="task 'srgan' does not take option.s. loss_border"):
+        create_task("srgan", {"loss_border": 2})
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
     """A tiny ESPCN x2 trained a few steps on the photographs (the task's dry-run settings)."""

@@ -147,7 +147,14 @@ class SuperResolutionTask(Task):
     primary = "psnr"
     data_kind = ("photos", "images")
     model_family = "restore"
-    options = dict(SR_OPTIONS)
+    options = {
+        **SR_OPTIONS,
+        "loss_border": TaskOption(
+            0, "pixels of each side of a training patch left out of the loss (SRCNN's paper scores its 33-pixel "
+            "patches on the central 21: a patch's edges, where bicubic and padding differ from a whole image's, "
+            "then do not train the network)", low=0, high=512,
+        ),
+    }  # fmt: skip
     dry_run = {
         "data": "photos", "model": "espcn", "model_kwargs": {"n1": 8, "n2": 4}, "batch_size": 4, "epochs": 2,
         "lr": 0.001, "task_args": {"scale": 2, "patch": 16, "patches": 16, "eval_crop": 32, "figures": False},
@@ -167,6 +174,10 @@ class SuperResolutionTask(Task):
         train, val, test, patch = make_sources(
             self, ctx, "y", self.scale, self.args["patch"], channels_last=cl
         )
+        if patch <= 2 * self.args["loss_border"]:
+            raise ConfigError(
+                f"loss_border {self.args['loss_border']} leaves nothing of the {patch}-pixel training patches"
+            )
         net = ctx.place(net, channels_last=cl)
         opt, sched = ctx.optimizer(net.parameters(), train.steps_per_epoch)
         meta = self.metadata(cfg, kwargs, train, patch)
@@ -187,6 +198,8 @@ class SuperResolutionTask(Task):
 
     def loss(self, nets: Nets, hr: torch.Tensor) -> StepOutput:
         out, _ = self.forward(nets["net"], hr)
+        if b := self.args["loss_border"]:
+            out, hr = out[..., b:-b, b:-b], hr[..., b:-b, b:-b]
         loss = F.mse_loss(out, hr)
         n = hr.shape[0]
         return StepOutput(
