@@ -600,6 +600,7 @@ GENERATION_CMDS = (
     "... --datasets fashion-mnist --rows ddpm-long",
     "... --datasets fashion-mnist --rows ddpm-4",
     "... --datasets fashion-mnist --rows dcgan-conditional-best",
+    "... --datasets fashion-mnist --rows dcgan-conditional-smooth",
     "... --text-only --text-models layout layout-left-to-right (row dcgan-glyphs)",
 )
 
