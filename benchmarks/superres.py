@@ -26,6 +26,8 @@ the output (the option of SRCNN and SRResNet): the network starts as bicubic and
 ``srcnn-x2-interior`` repeats ``srcnn-x2-scales`` with each 32-pixel training patch scored on its central
 20x20 only (``loss_border`` 6, SRCNN 9-1-5's reach): as the paper trains it (33-pixel patches, the central 21),
 the patch's edges, where its bicubic enlargement and the padding differ from a whole image's, do not train it.
+``espcn-x3-residual-lr`` repeats ``espcn-x3-residual`` at its paper's starting learning rate, 0.01 (the others:
+0.001), annealed to 0 over the run.
 
 ``features`` trains the feature network of SRGAN's perceptual loss on the photographs' patches
 (``deeper train --data photo-patches --model vgg-features``: which photograph a 32x32 patch comes
@@ -83,6 +85,8 @@ CONFIGS: dict[str, tuple] = {
                         {"epochs": 170, "batch_size": 32, "lr": 0.001}),
     "espcn-x3-residual": ("superres", "espcn", {"residual": True}, {"scale": 3, "patch": 48, "patches": 4096,
                           "scales": SCALES}, {"epochs": 170, "batch_size": 32, "lr": 0.001}),
+    "espcn-x3-residual-lr": ("superres", "espcn", {"residual": True}, {"scale": 3, "patch": 48, "patches": 4096,
+                             "scales": SCALES}, {"epochs": 170, "batch_size": 32, "lr": 0.01}),
     "srcnn-x2-interior": ("superres", "srcnn", {"residual": True}, {"scale": 2, "patch": 32, "patches": 4096,
                           "scales": SCALES, "loss_border": 6}, {"epochs": 90, "batch_size": 32, "lr": 0.001}),
     "srcnn-x4-residual": ("superres", "srcnn", {"residual": True}, {"scale": 4, "patch": 48, "patches": 4096},
@@ -115,6 +119,7 @@ TARGETS = {
     "espcn-x3-scales": 1.5,
     "espcn-x3-residual": 1.5,
     "srcnn-x2-interior": 2.0,
+    "espcn-x3-residual-lr": 1.5,
 }
 QUICK = {"epochs": 1, "subset": None}
 
