@@ -27,7 +27,7 @@ the output (the option of SRCNN and SRResNet): the network starts as bicubic and
 20x20 only (``loss_border`` 6, SRCNN 9-1-5's reach): as the paper trains it (33-pixel patches, the central 21),
 the patch's edges, where its bicubic enlargement and the padding differ from a whole image's, do not train it.
 ``espcn-x3-residual-lr`` repeats ``espcn-x3-residual`` at its paper's starting learning rate, 0.01 (the others:
-0.001), annealed to 0 over the run.
+0.001), annealed over the run (cosine) as the others.
 
 ``features`` trains the feature network of SRGAN's perceptual loss on the photographs' patches
 (``deeper train --data photo-patches --model vgg-features``: which photograph a 32x32 patch comes
