@@ -330,7 +330,7 @@ def i2i_sr_fit() -> str:
         if r.get("train_photos_gain_db") is not None
     ]
     cmd = ("python benchmarks/superres.py --only srcnn-x2-scales --only espcn-x3-scales --only espcn-x3-residual"
-           " --only srcnn-x2-interior")
+           " --only srcnn-x2-interior --only espcn-x3-residual-lr")
     return table(["config", "gain on the 16 training photographs", "gain on the 5 held-out ones"], rows) + source(
         "superres", cmd
     )
