@@ -198,25 +198,32 @@ def train(name: str, out: Path, args) -> dict:
     return fit(cfg, resume=resume)
 
 
-def test_scenes(name: str, args, split: str = "test"):
+def test_scenes(name: str, args, split: str = "test", *, whole: bool = False):
     """The scored scenes of configuration ``name``: the first ``--eval-scenes`` of ``split`` (the first training
-    scenes are those every run of any size trained on: the generator makes a split's scenes in one sequence)."""
+    scenes are those every run of any size trained on: the generator makes a split's scenes in one sequence);
+    ``whole``: every scene of ``split``."""
     from deeper.tasks.caption import load_split
 
-    data = CONFIGS[name][1]
-    return load_split(data, split, args.eval_scenes or None, source=args.source, data_dir=args.data_dir)
+    n = None if whole else args.eval_scenes or None
+    return load_split(CONFIGS[name][1], split, n, source=args.source, data_dir=args.data_dir)
 
 
-def decodings(name: str, run_dir: Path, args) -> tuple[dict, float]:
-    """Test scores of the run's weights for each beam width of :data:`BEAMS`, and the decoding speed; and the
-    share of greedy captions true of the run's own first training scenes (as many as are tested): set beside
-    the test figure, how much of what it reads it learnt by heart."""
-    from deeper.tasks.caption import CaptionTask, meaning_by_form, score_captions
+def captioner(run_dir: Path, args):
+    """``(task, network)`` of a run's weights, the network on ``--device`` in evaluation mode, one thread."""
+    from deeper.tasks.caption import CaptionTask
 
     task = CaptionTask(threads=1)
     torch.set_num_threads(1)
     net, _ = task.load_model(run_dir / "model.safetensors")
-    net = net.to(args.device if args.device != "auto" else "cpu").eval()
+    return task, net.to(args.device if args.device != "auto" else "cpu").eval()
+
+
+def decodings(name: str, task, net, args) -> tuple[dict, float]:
+    """Test scores of a run's network for each beam width of :data:`BEAMS`, and the decoding speed; and the
+    share of greedy captions true of the run's own first training scenes (as many as are tested): set beside
+    the test figure, how much of what it reads it learnt by heart."""
+    from deeper.tasks.caption import meaning_by_form, score_captions
+
     ds = test_scenes(name, args)
     out = {}
     for k in BEAMS:
@@ -232,18 +239,14 @@ def decodings(name: str, run_dir: Path, args) -> tuple[dict, float]:
     return out, sum(holds) / max(1, len(holds))
 
 
-def whole_test(name: str, run_dir: Path, args) -> dict | None:
+def whole_test(name: str, task, net, args) -> dict | None:
     """With ``--eval-scenes`` (the table's first scenes of the test split): the widest beam's scores on every test
     scene, so that the table's figure can be set beside the whole split's (None without ``--eval-scenes``)."""
-    from deeper.tasks.caption import CaptionTask, load_split, score_captions
+    from deeper.tasks.caption import score_captions
 
     if not args.eval_scenes:
         return None
-    task = CaptionTask(threads=1)
-    torch.set_num_threads(1)
-    net, _ = task.load_model(run_dir / "model.safetensors")
-    net = net.to(args.device if args.device != "auto" else "cpu").eval()
-    ds = load_split(CONFIGS[name][1], "test", None, source=args.source, data_dir=args.data_dir)
+    ds = test_scenes(name, args, whole=True)
     texts, _ = task.caption_dataset(net, ds, beam=BEAMS[-1])
     s = score_captions(texts, ds, ds.classes)
     return {
@@ -362,13 +365,14 @@ def main(argv=None) -> int:
     for name in names:
         r = results[name]
         model, data = CONFIGS[name][:2]
-        scores, train_meaning = decodings(name, runs[name], args)
+        task, net = captioner(runs[name], args)
+        scores, train_meaning = decodings(name, task, net, args)
         speed = training_speed(name, args) if args.device in ("cpu", "auto") else None
         n_train = train_config(name, args).get("subset") or 10_000
         idle = r["epochs"] * n_train / speed if speed else None
         pre = pretrained_encoder(args)["train_seconds"] if CONFIGS[name][4].get("encoder_weights") else 0.0
         target = TARGETS.get(name)
-        whole = whole_test(name, runs[name], args) if target else None
+        whole = whole_test(name, task, net, args) if target else None
         met = targets_met(target, scores, whole)
         entries.append({
             "config": name, "model": model, "data": data, "model_kwargs": CONFIGS[name][2],

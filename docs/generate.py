@@ -470,7 +470,7 @@ def captioning_targets() -> str:
             continue
         t, ds = e["target"], e["decodings"]
         secs = e.get("pretrain_seconds", 0.0) + min(e["train_seconds"], e.get("train_seconds_idle") or float("inf"))
-        best_bleu, best_meaning = max(d["bleu4"] for d in ds.values()), max(d["meaning_accuracy"] for d in ds.values())
+        best_bleu = max(d["bleu4"] for d in ds.values())
         rows.append([f"`{name}` on scenes-cap: BLEU-4, trained <= 15 min", f">= {t['bleu4']:.2f}",
                      f"{_each(ds, 'bleu4', lambda x: f'{x:.3f}')} ({secs / 60:.1f} min)",
                      best_bleu >= t["bleu4"] and secs <= limit])  # fmt: skip
@@ -479,8 +479,7 @@ def captioning_targets() -> str:
         if whole:
             measured += f"; beam {whole['beam']} on all {whole['scenes']:,} test scenes {pct(whole['meaning_accuracy'], 1)}"
         rows.append([f"`{name}` on scenes-cap: captions true of their scene", f">= {pct(t['meaning_accuracy'], 0)}",
-                     measured, best_meaning >= t["meaning_accuracy"]
-                     and (not whole or whole["meaning_accuracy"] >= t["meaning_accuracy"])])  # fmt: skip
+                     measured, e["target_met"]["meaning_accuracy"]])  # fmt: skip
     if {"nic-hard", "sat-hard"} <= set(by):
         a, b = by["sat-hard"]["decodings"]["beam1"], by["nic-hard"]["decodings"]["beam1"]
         d = a["meaning_accuracy"] - b["meaning_accuracy"]

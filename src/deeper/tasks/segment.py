@@ -108,8 +108,9 @@ def prior_bias_(net: nn.Module, masks: torch.Tensor, num_classes: int, *, std: f
     that the untrained network's softmax is about the class prior everywhere (a class absent from
     ``masks`` counts as one pixel). Returns the bias."""
     score = classifier_of(net, num_classes)
-    counts = torch.bincount(masks.reshape(-1).long(), minlength=num_classes)[:num_classes].double()
-    bias = (counts.clamp(min=1) / counts.clamp(min=1).sum()).log().float()
+    counts = torch.bincount(masks.reshape(-1).long(), minlength=num_classes)[:num_classes]
+    counts = counts.double().clamp(min=1)
+    bias = (counts / counts.sum()).log().float()
     with torch.no_grad():
         nn.init.normal_(score.weight, 0.0, std)
         score.bias.copy_(bias)
