@@ -59,6 +59,36 @@ def test_the_wgan_critic_has_no_batch_norm():
     assert torch.allclose(critic(x)[:2], critic(x[:2]), atol=1e-6)
 
 
+def test_the_spectral_discriminator_has_no_batch_norm_and_unit_spectral_norms():
+    torch.manual_seed(0)
+    d = create_model("dcgan", conditional=True, width=8, d_width=8, d_norm="spectral").discriminator
+    assert not any(isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d) for m in d.modules())
+    layers = [m for m in d.modules() if isinstance(m, nn.Conv2d | nn.Linear | nn.Embedding)]
+    assert len(layers) == 4  # two convolutions, the score and the class embedding
+    x, y = torch.randn(4, 1, 28, 28), torch.arange(4)
+    for _ in range(30):  # each training-mode forward is one power iteration
+        d(x, y)
+    for m in layers:
+        raw = m.parametrizations.weight.original.flatten(1)
+        sigma = torch.linalg.matrix_norm(m.weight.flatten(1), ord=2)
+        assert abs(torch.linalg.matrix_norm(raw, ord=2).item() - 1) > 0.25  # the raw weight is not of norm 1
+        assert abs(sigma.item() - 1) < 0.02
+    d.eval()  # in evaluation no iteration: the score is a function of the input alone
+    assert torch.equal(d(x, y), d(x, y))
+    with pytest.raises(ConfigError, match="d_norm must be batch or spectral"):
+        create_model("dcgan", d_norm="layer")
+
+
+def test_a_spectral_dcgan_round_trips_through_its_state_dict():
+    torch.manual_seed(0)
+    a = create_model("dcgan", width=8, d_width=8, d_norm="spectral")
+    a.discriminator(torch.randn(4, 1, 28, 28))  # moves the power iteration's vectors off their start
+    b = create_model("dcgan", width=8, d_width=8, d_norm="spectral")
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.equal(a.discriminator.eval()(x), b.discriminator.eval()(x))
+
+
 def test_the_conditional_generator_follows_its_label():
     g = create_model("dcgan", conditional=True, width=8).generator.eval()
     z = torch.randn(1, 64).repeat(2, 1)

@@ -31,9 +31,12 @@ def _pair(loss: str, norm: str, *, num_classes, in_chans, img_size, latent, widt
 
 @register_model("dcgan", default_input=(1, 28, 28), family="generate")
 def dcgan(*, num_classes: int = 10, in_chans: int = 1, img_size: int = 28, latent: int = 64, width: int = 32,
-          d_width: int = 32, conditional: bool = False) -> GanPair:  # fmt: skip
-    """DCGAN generator and discriminator (strided convolutions, batch norm, ReLU/LeakyReLU, tanh)."""
-    return _pair("gan", "batch", num_classes=num_classes, in_chans=in_chans, img_size=img_size, latent=latent,
+          d_width: int = 32, conditional: bool = False, d_norm: str = "batch") -> GanPair:  # fmt: skip
+    """DCGAN generator and discriminator (strided convolutions, batch norm, ReLU/LeakyReLU, tanh);
+    ``d_norm=spectral``: the discriminator spectrally normalised instead of batch-normalised (SN-GAN)."""
+    if d_norm not in ("batch", "spectral"):
+        raise ValueError(f"d_norm must be batch or spectral, got {d_norm!r}")
+    return _pair("gan", d_norm, num_classes=num_classes, in_chans=in_chans, img_size=img_size, latent=latent,
                  width=width, d_width=d_width, conditional=conditional)  # fmt: skip
 
 

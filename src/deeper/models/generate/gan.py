@@ -14,12 +14,23 @@ score adds ``<embed(y), h>`` to the linear output on the flattened features ``h`
 
 The WGAN-GP critic (Gulrajani et al., 2017) is the same network with layer norm (one group
 of GroupNorm) in place of batch norm, as the gradient penalty is taken per sample.
+
+``norm="spectral"`` (SN-GAN, Miyato et al., 2018) drops the discriminator's batch norm and
+divides each of its weight matrices (convolutions, the linear score and the projection's class
+embedding) by its largest singular value, estimated by one power iteration per training step:
+every layer is then 1-Lipschitz, so the discriminator cannot sharpen its decision without
+bound as training goes on.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+#: the discriminator's normalisations: batch norm (DCGAN), layer norm (the WGAN-GP critic), spectral norm
+#: (SN-GAN) or none
+NORMS = ("batch", "layer", "spectral", "none")
 
 
 def levels_for(size: int) -> tuple[int, int]:
@@ -89,14 +100,14 @@ class Discriminator(nn.Module):
     def __init__(self, *, in_chans: int = 1, img_size: int = 28, width: int = 32, num_classes: int = 10,
                  conditional: bool = False, norm: str = "batch"):  # fmt: skip
         super().__init__()
-        if norm not in ("batch", "layer", "none"):
-            raise ValueError(f"norm must be batch, layer or none, got {norm!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
         levels, base = levels_for(img_size)
         chans = [width * 2**i for i in range(levels)]
         layers: list[nn.Module] = []
         cin = in_chans
         for i, c in enumerate(chans):
-            layers.append(nn.Conv2d(cin, c, 4, 2, 1, bias=i == 0 or norm == "none"))
+            layers.append(nn.Conv2d(cin, c, 4, 2, 1, bias=i == 0 or norm in ("none", "spectral")))
             if i > 0 and norm == "batch":
                 layers.append(nn.BatchNorm2d(c))
             elif i > 0 and norm == "layer":
@@ -109,6 +120,11 @@ class Discriminator(nn.Module):
         self.conditional = conditional
         self.embed = nn.Embedding(num_classes, dim) if conditional else None
         _init_dcgan(self)
+        # after the initialisation: the parametrisation keeps the raw weight as `original`
+        if norm == "spectral":
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d | nn.Linear | nn.Embedding):
+                    spectral_norm(m)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(x)
