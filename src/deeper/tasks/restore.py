@@ -24,7 +24,7 @@ from deeper.image2image.common import output_path
 from deeper.image2image.damage import add_noise, best_blur, hole_mask, mean_fill
 from deeper.image2image.images import quantize
 from deeper.image2image.metrics import psnr, scores
-from deeper.image2image.sources import SCALES_HELP
+from deeper.image2image.sources import DEAD_LEAVES_HELP, SCALES_HELP
 from deeper.tasks.base import Metric, Nets, StepOutput, Task, TaskOption, register_task
 from deeper.train.build import BuildContext, Built
 from deeper.train.parts import Parts
@@ -61,6 +61,7 @@ class RestoreTask(Task):
         "patches": TaskOption(4096, "training patches per epoch", low=1, high=10**8),
         "balance": TaskOption(False, "draw each training photograph equally often (default: in proportion to its area)"),
         "scales": TaskOption("", SCALES_HELP),
+        "dead_leaves": TaskOption(0, DEAD_LEAVES_HELP, low=0, high=1000),
         "min_std": TaskOption(0.0, "skip training patches flatter than this standard deviation (0-1 scale)",
                               low=0.0, high=0.5),
         "eval_images": TaskOption(0, "held-out images scored (0: all; a digit dataset: 200)", low=0, high=10**6),

@@ -22,8 +22,10 @@ from torch import nn
 
 from deeper.errors import ConfigError
 from deeper.image2image.common import output_path
+from deeper.image2image.dead_leaves import with_dead_leaves
 from deeper.image2image.metrics import psnr, scores
 from deeper.image2image.sources import (
+    DEAD_LEAVES_HELP,
     SCALES_HELP,
     ImageSource,
     PatchSource,
@@ -56,6 +58,7 @@ SR_OPTIONS = {
     "patches": TaskOption(8192, "training patches per epoch", low=1, high=10**8),
     "balance": TaskOption(False, "draw each training photograph equally often (default: in proportion to its area)"),
     "scales": TaskOption("", SCALES_HELP),
+    "dead_leaves": TaskOption(0, DEAD_LEAVES_HELP, low=0, high=1000),
     "min_std": TaskOption(0.0, "skip training patches flatter than this standard deviation (0-1 scale; 0: keep all)",
                           low=0.0, high=0.5),
     "eval_images": TaskOption(0, "held-out images scored (0: all; a digit dataset: 200)", low=0, high=10**6),
@@ -96,6 +99,8 @@ def make_sources(task: Task, ctx: BuildContext, colour: str, multiple: int, patc
     train = load_split(cfg.data, "train", n=cfg.sampling.subset, **where)
     if factors := parse_scales(a.get("scales", "")):
         train = with_scales(train, factors)
+    if n := a.get("dead_leaves", 0):
+        train = with_dead_leaves(train, n, seed=cfg.seed)
     patch = patch_size(patch, multiple, train)
     n_eval = a.get("eval_images", 0) or None
     val = load_split(cfg.data, "val", n=n_eval, **where) if cfg.sampling.val_size != 0 else None
