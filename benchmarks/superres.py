@@ -28,8 +28,8 @@ the output (the option of SRCNN and SRResNet): the network starts as bicubic and
 the patch's edges, where its bicubic enlargement and the padding differ from a whole image's, do not train it.
 ``espcn-x3-residual-lr`` repeats ``espcn-x3-residual`` at its paper's starting learning rate, 0.01 (the others:
 0.001), annealed over the run (cosine) as the others.
-``srcnn-x2-dead-leaves`` repeats ``srcnn-x2-scales`` with 64 synthetic dead-leaves images (384 px,
-:mod:`deeper.image2image.dead_leaves`) added to the training photographs.
+``srcnn-x2-dead-leaves`` and ``espcn-x3-dead-leaves`` repeat ``srcnn-x2-scales`` and ``espcn-x3-residual`` with 64
+synthetic dead-leaves images (384 px, :mod:`deeper.image2image.dead_leaves`) added to the training photographs.
 
 ``features`` trains the feature network of SRGAN's perceptual loss on the photographs' patches
 (``deeper train --data photo-patches --model vgg-features``: which photograph a 32x32 patch comes
@@ -96,6 +96,9 @@ CONFIGS: dict[str, tuple] = {
     # photographs as on the held-out ones; dead leaves are new pictures, with sharp edges of every orientation
     "srcnn-x2-dead-leaves": ("superres", "srcnn", {"residual": True}, {"scale": 2, "patch": 32, "patches": 4096,
                              "scales": SCALES, "dead_leaves": 64}, {"epochs": 90, "batch_size": 32, "lr": 0.001}),
+    # espcn-x3-residual (its best) with the same 64 dead-leaves images
+    "espcn-x3-dead-leaves": ("superres", "espcn", {"residual": True}, {"scale": 3, "patch": 48, "patches": 4096,
+                             "scales": SCALES, "dead_leaves": 64}, {"epochs": 170, "batch_size": 32, "lr": 0.001}),
     "srcnn-x4-residual": ("superres", "srcnn", {"residual": True}, {"scale": 4, "patch": 48, "patches": 4096},
                           {"epochs": 4, "batch_size": 32, "lr": 0.001}),
     "espcn-x4": ("superres", "espcn", {}, {"scale": 4, "patch": 48, "patches": 4096},
@@ -128,6 +131,7 @@ TARGETS = {
     "srcnn-x2-interior": 2.0,
     "espcn-x3-residual-lr": 1.5,
     "srcnn-x2-dead-leaves": 2.0,
+    "espcn-x3-dead-leaves": 1.5,
 }
 QUICK = {"epochs": 1, "subset": None}
 
