@@ -21,10 +21,13 @@ on the 10,000 training scenes of its dataset (six captions each), validated on t
 - ``nic-every-40k-fine-aug``: the same, its training scenes shifted (up to 3 pixels) and their strokes
   distorted (``--augment crop=3,elastic=20``), anew each time a scene is seen;
 - ``nic-every-120k-fine``: ``nic-every-40k-fine``'s budget on 120,000 training scenes for 2 epochs.
-- ``nic-every-160k-fine-bf16``: ``nic-every-120k-fine`` in bfloat16 autocast, on 160,000 training scenes for 2 epochs.
+- ``nic-every-160k-fine-bf16``: ``nic-every-120k-fine`` in bfloat16 autocast, on 160,000 training scenes for
+  2 epochs.
 
 For every run the test captions are decoded again greedily and with beam searches of width 3 and 5
-(BLEU-1..4, CIDEr-D, meaning accuracy, and which forms of sentence the model chose).  The table gives
+(BLEU-1..4, CIDEr-D, meaning accuracy, and which forms of sentence the model chose).  With
+``--eval-scenes`` a targeted run is also scored with each beam width on every test scene
+(``whole_test``), and its target is judged there with the width that its validation scenes choose.  The table gives
 the training time twice: as the run measured it (the engine's ``train_seconds``, training steps
 only, which grows when other work shares the CPU) and on an idle CPU (the epochs' scenes divided by
 the best of five timings of five training steps at the run's batch size).
@@ -249,20 +252,31 @@ def decodings(name: str, task, net, args) -> tuple[dict, float]:
 
 
 def whole_test(name: str, task, net, args) -> dict | None:
-    """With ``--eval-scenes`` (the table's first scenes of the test split): the widest beam's scores on every test
-    scene, so that the table's figure can be set beside the whole split's (None without ``--eval-scenes``)."""
+    """With ``--eval-scenes`` (the table's first scenes of the test split): the scores of every beam width of
+    :data:`BEAMS` on every test scene, and the width that the target is judged with, chosen without the test
+    split: the one whose captions are most often true of the run's validation scenes (on a tie, the narrower).
+    None without ``--eval-scenes``."""
     from deeper.tasks.caption import score_captions
 
     if not args.eval_scenes:
         return None
+
+    def scored(ds, k: int) -> dict:
+        s = score_captions(task.caption_dataset(net, ds, beam=k)[0], ds, ds.classes)
+        return {"meaning_accuracy": s["meaning_accuracy"], "bleu4": s["bleu4"]}
+
+    val = test_scenes(name, args, "val")
+    on_val = {k: scored(val, k)["meaning_accuracy"] for k in BEAMS}
+    chosen = max(BEAMS, key=lambda k: (on_val[k], -k))
     ds = test_scenes(name, args, whole=True)
-    texts, _ = task.caption_dataset(net, ds, beam=BEAMS[-1])
-    s = score_captions(texts, ds, ds.classes)
+    beams = {f"beam{k}": scored(ds, k) for k in BEAMS}
     return {
-        "beam": BEAMS[-1],
+        "beam": chosen,
+        "chosen_on": f"{len(val)} validation scenes",
+        "val_meaning_accuracy": {f"beam{k}": v for k, v in on_val.items()},
         "scenes": len(ds),
-        "meaning_accuracy": s["meaning_accuracy"],
-        "bleu4": s["bleu4"],
+        **beams[f"beam{chosen}"],
+        "beams": beams,
     }
 
 
