@@ -250,3 +250,16 @@ def test_time_limit_counts_training_steps_not_evaluation_and_keeps_a_resumed_run
     assert limit.on_step_end(None, state) == "time limit 1 min"
     with pytest.raises(ValueError, match="positive"):
         cbs.TimeLimit(0)
+    # steady steps of 0.4 s (after a slow first one): the run stops when one more would pass the limit
+    limit, state = cbs.TimeLimit(10), LoopState()
+    clock[0] = 0.0
+    limit.on_fit_start(None, state)
+    clock[0] += 3.0  # the first step warms up: not a measure of the others
+    assert limit.on_step_end(None, state) is None
+    ends = []
+    for _ in range(30):
+        clock[0] += 0.4
+        if limit.on_step_end(None, state):
+            ends.append(clock[0])
+            break
+    assert ends and 9.6 - 1e-9 < ends[0] <= 10.0  # within the limit, and not a whole step short of it

@@ -67,9 +67,12 @@ def callbacks_for(cfg: TrainConfig) -> list[Callback]:
 
 
 class TimeLimit(Callback):
-    """Stops a run once ``seconds`` of training steps have passed, counted as the loop counts them
+    """Stops a run before ``seconds`` of training steps have passed, counted as the loop counts them
     (``LoopState.train_seconds``: evaluation is not training, and a resumed run keeps its earlier
-    time). The stop is checkpointed like ``--max-steps``: the run is then scored as it stands."""
+    time): at the end of a step, when one more step as long as the longest so far (the first step of
+    the fit, which warms up, left out) would end past the limit. So a run of steady steps stays within
+    its limit instead of ending one step past it. The stop is checkpointed like ``--max-steps``: the
+    run is then scored as it stands."""
 
     name = "time-limit"
 
@@ -78,17 +81,28 @@ class TimeLimit(Callback):
             raise ValueError(f"a time limit must be positive, not {seconds}")
         self.seconds = seconds
         self._t0: float | None = None
+        self._last: float | None = None  # when the last step (or the evaluation before it) ended
+        self._longest: float | None = None  # the longest step but the fit's first
+        self._first = True
 
     def _spent(self, state: LoopState) -> float:
         return state.train_seconds + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
 
     def on_fit_start(self, run: Run, state: LoopState) -> None:
-        self._t0 = time.perf_counter()
+        self._t0 = self._last = time.perf_counter()
+        self._longest = None
+        self._first = True
 
     def on_step_end(self, run: Run, state: LoopState) -> str | None:
-        return f"time limit {self.seconds / 60:g} min" if self._spent(state) > self.seconds else None
+        now = time.perf_counter()
+        if self._last is not None and not self._first:
+            self._longest = max(self._longest or 0.0, now - self._last)
+        self._last, self._first = now, False
+        if self._spent(state) + (self._longest or 0.0) > self.seconds:
+            return f"time limit {self.seconds / 60:g} min"
+        return None
 
     def on_epoch_end(self, run: Run, state: LoopState, row: dict) -> str | None:
         # train_seconds now holds the epoch; what follows it (evaluation) does not count
-        self._t0 = time.perf_counter()
+        self._t0 = self._last = time.perf_counter()
         return None
