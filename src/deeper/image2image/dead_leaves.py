@@ -22,7 +22,7 @@ import torch
 from deeper.data.photos import PhotoSet
 from deeper.errors import ConfigError
 
-#: the largest and smallest radius, in pixels of the image (the largest: a quarter of its side)
+#: the smallest radius, in pixels of the image (the largest, unless given: a quarter of its side)
 R_MIN = 1.0
 #: the power law's exponent (Lee, Mumford & Huang: about 3 for natural images)
 ALPHA = 3.0
