@@ -116,7 +116,7 @@ CONFIGS["nic-every-40k-fine-aug"] = (
 CONFIGS["nic-every-120k-fine"] = (
     "nic", "scenes-cap", {**SMALL, "inject": "every", "pools": 2, "grid": 17}, {"epochs": 2, "subset": 120_000}, {}
 )  # fmt: skip
-# nic-every-120k-fine in bfloat16 autocast (--amp bf16): its training steps run about 1.45 times as fast on a CPU
+# nic-every-120k-fine in bfloat16 autocast (--amp bf16): its training steps run about a third faster on a CPU
 # with AVX-512 BF16 (AMD Zen 4), so the budget holds a third more fresh scenes (160,000, seen twice); the errors of
 # nic-every-120k-fine are still digits misread, and it still reads its training scenes better than the test scenes
 CONFIGS["nic-every-160k-fine-bf16"] = (

@@ -32,7 +32,7 @@ def test_every_targeted_configuration_is_a_nic_run_on_scenes_cap(captioning):
         model, data, kwargs, options, _ = captioning.CONFIGS[name]
         assert (model, data) == ("nic", "scenes-cap"), name
         assert get_model_entry(model).family == "caption"
-        # nic-every's 28 x 10,000 scenes seen in float32; bfloat16 steps run about 1.45 times as fast on a CPU with
+        # nic-every's 28 x 10,000 scenes seen in float32; bfloat16 steps run about a third faster on a CPU with
         # AVX-512 BF16, so a bf16 run may see a third more in the same time
         budget = 280_000 * (4 / 3 if options.get("amp") == "bf16" else 1)
         assert options["epochs"] * options.get("subset", 10_000) <= budget, name
