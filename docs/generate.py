@@ -330,7 +330,8 @@ def i2i_sr_fit() -> str:
         if r.get("train_photos_gain_db") is not None
     ]
     cmd = ("python benchmarks/superres.py --only srcnn-x2-scales --only espcn-x3-scales --only espcn-x3-residual"
-           " --only srcnn-x2-interior --only espcn-x3-residual-lr")
+           " --only srcnn-x2-interior --only espcn-x3-residual-lr --only srcnn-x2-dead-leaves"
+           " --only espcn-x3-dead-leaves")
     return table(["config", "gain on the 16 training photographs", "gain on the 5 held-out ones"], rows) + source(
         "superres", cmd
     )
@@ -598,10 +599,12 @@ GENERATION_CMDS = (
     "... --datasets mnist --rows dcgan-conditional-ema",
     "... --datasets mnist --rows dcgan-conditional-cosine",
     "... --datasets mnist --rows dcgan-conditional-smooth",
+    "... --datasets mnist --rows dcgan-conditional-spectral",
     "... --datasets fashion-mnist --rows ddpm-long",
     "... --datasets fashion-mnist --rows ddpm-4",
     "... --datasets fashion-mnist --rows dcgan-conditional-best",
     "... --datasets fashion-mnist --rows dcgan-conditional-smooth",
+    "... --datasets fashion-mnist --rows dcgan-conditional-spectral",
     "... --text-only --text-models layout layout-left-to-right (row dcgan-glyphs)",
 )
 
