@@ -28,6 +28,11 @@ R_MIN = 1.0
 ALPHA = 3.0
 #: the side of the images :func:`with_dead_leaves` adds
 SIZE = 384
+#: the help of the ``dead_leaves`` task option (super-resolution, restoration)
+HELP = (
+    f"also train on this many synthetic dead-leaves images ({SIZE} px; random disks with a power law of radii, "
+    "the edges and flat regions of natural photographs: deeper.image2image.dead_leaves)"
+)
 
 
 def radii(rng: np.random.Generator, n: int, r_min: float, r_max: float, alpha: float = ALPHA) -> np.ndarray:

@@ -171,11 +171,6 @@ class ImageSource:
 
 #: the help of the ``scales`` task option (super-resolution, restoration)
 SCALES_HELP = "scale augmentation: also train on the photographs downscaled by these factors (e.g. 0.8,0.6)"
-#: the help of the ``dead_leaves`` task option (super-resolution, restoration)
-DEAD_LEAVES_HELP = (
-    "also train on this many synthetic dead-leaves images (384 px; random disks with a power law of radii, "
-    "the edges and flat regions of natural photographs: deeper.image2image.dead_leaves)"
-)
 
 
 def parse_scales(text: str) -> tuple[float, ...]:

@@ -22,9 +22,10 @@ from torch import nn
 from deeper.errors import ConfigError
 from deeper.image2image.common import output_path
 from deeper.image2image.damage import add_noise, best_blur, hole_mask, mean_fill
+from deeper.image2image.dead_leaves import HELP as DEAD_LEAVES_HELP
 from deeper.image2image.images import quantize
 from deeper.image2image.metrics import psnr, scores
-from deeper.image2image.sources import DEAD_LEAVES_HELP, SCALES_HELP
+from deeper.image2image.sources import SCALES_HELP
 from deeper.tasks.base import Metric, Nets, StepOutput, Task, TaskOption, register_task
 from deeper.train.build import BuildContext, Built
 from deeper.train.parts import Parts

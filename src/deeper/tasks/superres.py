@@ -22,10 +22,10 @@ from torch import nn
 
 from deeper.errors import ConfigError
 from deeper.image2image.common import output_path
+from deeper.image2image.dead_leaves import HELP as DEAD_LEAVES_HELP
 from deeper.image2image.dead_leaves import with_dead_leaves
 from deeper.image2image.metrics import psnr, scores
 from deeper.image2image.sources import (
-    DEAD_LEAVES_HELP,
     SCALES_HELP,
     ImageSource,
     PatchSource,

@@ -81,7 +81,7 @@ class TimeLimit(Callback):
             raise ValueError(f"a time limit must be positive, not {seconds}")
         self.seconds = seconds
         self._t0: float | None = None
-        self._last: float | None = None  # when the last step (or the evaluation before it) ended
+        self._last = 0.0  # when the last step (or the evaluation before it) ended
         self._longest: float | None = None  # the longest step but the fit's first
         self._first = True
 
@@ -95,7 +95,7 @@ class TimeLimit(Callback):
 
     def on_step_end(self, run: Run, state: LoopState) -> str | None:
         now = time.perf_counter()
-        if self._last is not None and not self._first:
+        if not self._first:
             self._longest = max(self._longest or 0.0, now - self._last)
         self._last, self._first = now, False
         if self._spent(state) + (self._longest or 0.0) > self.seconds:
