@@ -605,6 +605,7 @@ GENERATION_CMDS = (
     "... --datasets fashion-mnist --rows dcgan-conditional-best",
     "... --datasets fashion-mnist --rows dcgan-conditional-smooth",
     "... --datasets fashion-mnist --rows dcgan-conditional-spectral",
+    "... --datasets fashion-mnist --rows dcgan-conditional-spectral-bf16",
     "... --text-only --text-models layout layout-left-to-right (row dcgan-glyphs)",
 )
 
