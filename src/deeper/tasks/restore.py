@@ -23,6 +23,8 @@ from deeper.errors import ConfigError
 from deeper.image2image.common import output_path
 from deeper.image2image.damage import add_noise, best_blur, hole_mask, mean_fill
 from deeper.image2image.dead_leaves import HELP as DEAD_LEAVES_HELP
+from deeper.image2image.ensemble import HELP as ENSEMBLE_HELP
+from deeper.image2image.ensemble import dihedral_mean
 from deeper.image2image.images import quantize
 from deeper.image2image.metrics import psnr, scores
 from deeper.image2image.sources import SCALES_HELP
@@ -46,6 +48,7 @@ class RestoreTask(Task):
         Metric("blur_psnr", label="", fmt=".2f"),
         Metric("meanfill_psnr", label="", fmt=".2f"),
         Metric("baseline_ssim", label=""),
+        Metric("single_psnr", label="", fmt=".2f"),
     )
     primary = "psnr"
     data_kind = ("photos", "images")
@@ -67,6 +70,7 @@ class RestoreTask(Task):
                               low=0.0, high=0.5),
         "eval_images": TaskOption(0, "held-out images scored (0: all; a digit dataset: 200)", low=0, high=10**6),
         "eval_crop": TaskOption(0, "score the central N x N of each held-out image (0: whole)", low=0, high=8192),
+        "self_ensemble": TaskOption(1, ENSEMBLE_HELP, choices=(1, 2, 4, 8)),
         "figures": TaskOption(True, "draw restore.png (damaged, baseline, restored, original) into the run folder"),
     }  # fmt: skip
     dry_run = {
@@ -79,6 +83,7 @@ class RestoreTask(Task):
         super().__init__(**task_args)
         self.colour = "rgb"
         self._eval_gen: torch.Generator | None = None
+        self._ensemble = 1  # the self-ensemble of the evaluation under way (the test split's only)
 
     # ---- building
     def build(self, ctx: BuildContext) -> Built:
@@ -122,8 +127,10 @@ class RestoreTask(Task):
         mask = hole_mask(n, h, w, hole=a["hole"], cover=a["cover"], generator=generator, device=clean.device)
         return clean * (1 - mask), mask
 
-    def restore(self, net: nn.Module, damaged: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return net(damaged, mask) if mask is not None else net(damaged)
+    def restore(self, net: nn.Module, damaged: torch.Tensor, mask: torch.Tensor | None,
+                ensemble: int = 1) -> torch.Tensor:  # fmt: skip
+        """The network's repair (``ensemble``: averaged over that many flips and turns of the input)."""
+        return dihedral_mean(lambda x, m: net(x, m) if m is not None else net(x), damaged, mask, n=ensemble)
 
     def loss(self, nets: Nets, clean: torch.Tensor) -> StepOutput:
         damaged, mask = self.damage(clean)
@@ -148,19 +155,24 @@ class RestoreTask(Task):
 
     def evaluation_step(self, nets: Nets, clean: torch.Tensor) -> StepOutput:
         damaged, mask = self.damage(clean, self._eval_gen)
-        out = self.restore(nets[self.export], damaged, mask).float().clamp(0, 1)
+        net = nets[self.export]
+        out = self.restore(net, damaged, mask, self._ensemble).float().clamp(0, 1)
         n = clean.shape[0]
         loss = F.mse_loss(out, clean, reduction="none").mean((1, 2, 3)).sum()
         preds = {"out": quantize(out), **self.baselines(damaged, mask, clean)}
+        if self._ensemble > 1:
+            preds["single"] = quantize(self.restore(net, damaged, mask).float().clamp(0, 1))
         return StepOutput(None, {"loss": loss}, n, preds=preds, target=clean)
 
     def eval_metrics(self, split: str) -> dict:
         self._eval_gen = torch.Generator().manual_seed(EVAL_SEED)  # the same damage at every evaluation
+        self._ensemble = self.args["self_ensemble"] if split == "test" else 1
         other = "blur" if self.args["damage"] == "noise" else "meanfill"
+        single = {"single_psnr": ("psnr", "single")} if self._ensemble > 1 else {}
         return scores({
             "psnr": ("psnr", "out"), "ssim": ("ssim", "out"), "baseline_psnr": ("psnr", "baseline"),
             "baseline_ssim": ("ssim", "baseline"), "damaged_psnr": ("psnr", "damaged"),
-            f"{other}_psnr": ("psnr", other),
+            f"{other}_psnr": ("psnr", other), **single,
         })  # fmt: skip
 
     # ---- the end of a run
@@ -168,6 +180,8 @@ class RestoreTask(Task):
         extra = {}
         if "baseline_psnr" in test:
             extra = {"baseline_psnr": test["baseline_psnr"], "gain_db": test["psnr"] - test["baseline_psnr"]}
+            if "single_psnr" in test:
+                extra["single_gain_db"] = test["single_psnr"] - test["baseline_psnr"]
         if self.args["figures"] and run.test_loader is not None:
             self.draw(run.final_model, run.test_loader, Path(run_dir) / "restore.png",
                       title=f"{run.model_name}, {self.args['damage']} on {run.data_name}: test PSNR "
@@ -185,7 +199,7 @@ class RestoreTask(Task):
         for idx in source.batches[:n]:
             clean = source.images(idx[:1])
             damaged, mask = self.damage(clean, gen)
-            restored = self.restore(net, damaged, mask).clamp(0, 1)
+            restored = self.restore(net, damaged, mask, self.args["self_ensemble"]).clamp(0, 1)
             base = self.baselines(damaged, mask, clean)
             name = source.photos.names[idx[0]]
             rows.append([(f"{name}: damaged {float(psnr(base['damaged'], clean)):.1f} dB", crop_centre(damaged.clamp(0, 1), crop)),
@@ -224,7 +238,7 @@ class RestoreTask(Task):
             mask = None
             if self.args["damage"] == "inpaint":
                 mask = (x.amax(1, keepdim=True) == 0).float()
-            y = quantize(self.restore(model, x, mask))
+            y = quantize(self.restore(model, x, mask, self.args["self_ensemble"]))
             answer = {"image": str(path), "output": None, "damage": self.args["damage"]}
             if mask is not None:
                 answer["missing_pixels"] = int(mask.sum())

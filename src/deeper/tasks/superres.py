@@ -24,6 +24,7 @@ from deeper.errors import ConfigError
 from deeper.image2image.common import output_path
 from deeper.image2image.dead_leaves import HELP as DEAD_LEAVES_HELP
 from deeper.image2image.dead_leaves import with_dead_leaves
+from deeper.image2image.ensemble import HELP as ENSEMBLE_HELP
 from deeper.image2image.metrics import psnr, scores
 from deeper.image2image.sources import (
     SCALES_HELP,
@@ -44,6 +45,7 @@ SR_METRICS = (
     Metric("ssim", label="SSIM"),
     Metric("bicubic_psnr", label="bicubic", fmt=".2f"),
     Metric("bicubic_ssim", label=""),
+    Metric("single_psnr", label="", fmt=".2f"),
 )
 #: what the evaluation of a super-resolution network scores: metric -> (PSNR or SSIM, image scored)
 SR_SCORES = {
@@ -63,6 +65,7 @@ SR_OPTIONS = {
                           low=0.0, high=0.5),
     "eval_images": TaskOption(0, "held-out images scored (0: all; a digit dataset: 200)", low=0, high=10**6),
     "eval_crop": TaskOption(0, "score the central N x N of each held-out image (0: whole)", low=0, high=8192),
+    "self_ensemble": TaskOption(1, ENSEMBLE_HELP, choices=(1, 2, 4, 8)),
     "figures": TaskOption(True, "draw superres.png (bicubic, network, original) into the run folder"),
 }  # fmt: skip
 
@@ -169,6 +172,7 @@ class SuperResolutionTask(Task):
         super().__init__(**task_args)
         self.scale = self.args["scale"]
         self.upsampled_input = False
+        self._ensemble = 1  # the self-ensemble of the evaluation under way (the test split's only)
 
     # ---- building
     def build(self, ctx: BuildContext) -> Built:
@@ -196,10 +200,14 @@ class SuperResolutionTask(Task):
         }  # fmt: skip
 
     # ---- steps
-    def forward(self, net: nn.Module, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(network output, bicubic baseline)`` of high-resolution images."""
+    def forward(
+        self, net: nn.Module, hr: torch.Tensor, ensemble: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(network output, bicubic baseline)`` of high-resolution images (``ensemble``: of that many
+        flips and turns of the input)."""
         lr, bic = sr_inputs(hr, self.scale)
-        return super_resolve(net, lr, bic, self.scale, upsampled_input=self.upsampled_input), bic
+        out = super_resolve(net, lr, bic, self.scale, upsampled_input=self.upsampled_input, ensemble=ensemble)
+        return out, bic
 
     def loss(self, nets: Nets, hr: torch.Tensor) -> StepOutput:
         out, _ = self.forward(nets["net"], hr)
@@ -214,16 +222,20 @@ class SuperResolutionTask(Task):
     def evaluation_step(self, nets: Nets, hr: torch.Tensor) -> StepOutput:
         from deeper.image2image.images import quantize
 
-        out, bic = self.forward(nets[self.export], hr)
+        net = nets[self.export]
+        out, bic = self.forward(net, hr, self._ensemble)
         out = out.float().clamp(0, 1)
         n = hr.shape[0]
         loss = F.mse_loss(out, hr, reduction="none").mean((1, 2, 3)).sum()
-        return StepOutput(
-            None, {"loss": loss}, n, preds={"out": quantize(out), "bicubic": quantize(bic)}, target=hr
-        )
+        preds = {"out": quantize(out), "bicubic": quantize(bic)}
+        if self._ensemble > 1:
+            preds["single"] = quantize(self.forward(net, hr)[0].float().clamp(0, 1))
+        return StepOutput(None, {"loss": loss}, n, preds=preds, target=hr)
 
     def eval_metrics(self, split: str) -> dict:
-        return scores(SR_SCORES, border=self.scale)
+        self._ensemble = self.args["self_ensemble"] if split == "test" else 1
+        single = {"single_psnr": ("psnr", "single")} if self._ensemble > 1 else {}
+        return scores({**SR_SCORES, **single}, border=self.scale)
 
     # ---- the end of a run
     def finish(self, run, run_dir, test: dict) -> dict:
@@ -231,6 +243,8 @@ class SuperResolutionTask(Task):
         if "bicubic_psnr" in test:
             extra = {"bicubic_psnr": test["bicubic_psnr"], "bicubic_ssim": test.get("bicubic_ssim"),
                      "gain_db": test["psnr"] - test["bicubic_psnr"]}  # fmt: skip
+            if "single_psnr" in test:
+                extra["single_gain_db"] = test["single_psnr"] - test["bicubic_psnr"]
         if self.args["figures"] and run.test_loader is not None:
             self.draw(run.final_model, run.test_loader.dataset, Path(run_dir) / "superres.png",
                       title=f"{run.model_name} x{self.scale} on {run.data_name}: test PSNR {test.get('psnr', 0):.2f} dB "
@@ -250,7 +264,9 @@ class SuperResolutionTask(Task):
         for name, im in list(zip(photos.names, photos.images))[:n]:
             hr = modcrop(im[None].float().div(255), self.scale).to(p.device)
             lr = downscale(hr, self.scale)
-            up = upscale_colour(net, lr, self.scale, upsampled_input=self.upsampled_input)
+            up = upscale_colour(
+                net, lr, self.scale, upsampled_input=self.upsampled_input, ensemble=self.args["self_ensemble"]
+            )
             rows.append([(f"{name}: bicubic", crop_centre(bicubic_colour(lr, self.scale), crop)),
                          ("network", crop_centre(up, crop)), ("original", crop_centre(hr, crop))])  # fmt: skip
         net.train(was)
@@ -279,7 +295,13 @@ class SuperResolutionTask(Task):
         answers = []
         for path in images:
             lr = read_image(path, min_size=4)
-            up = upscale_colour(model, lr.to(device), s, upsampled_input=self.upsampled_input)
+            up = upscale_colour(
+                model,
+                lr.to(device),
+                s,
+                upsampled_input=self.upsampled_input,
+                ensemble=self.args["self_ensemble"],
+            )
             answer = {
                 "image": str(path),
                 "output": None,
