@@ -612,6 +612,7 @@ GENERATION_CMDS = (
     "... --datasets fashion-mnist --rows dcgan-conditional-smooth",
     "... --datasets fashion-mnist --rows dcgan-conditional-spectral",
     "... --datasets fashion-mnist --rows dcgan-conditional-spectral-bf16",
+    "... --datasets fashion-mnist --rows dcgan-conditional-spectral-bf16-ema",
     "... --text-only --text-models layout layout-left-to-right (row dcgan-glyphs)",
 )
 
