@@ -25,6 +25,7 @@ from deeper.image2image.common import output_path
 from deeper.image2image.dead_leaves import HELP as DEAD_LEAVES_HELP
 from deeper.image2image.dead_leaves import with_dead_leaves
 from deeper.image2image.ensemble import HELP as ENSEMBLE_HELP
+from deeper.image2image.ensemble import SIZES as ENSEMBLE_SIZES
 from deeper.image2image.metrics import psnr, scores
 from deeper.image2image.sources import (
     SCALES_HELP,
@@ -65,7 +66,7 @@ SR_OPTIONS = {
                           low=0.0, high=0.5),
     "eval_images": TaskOption(0, "held-out images scored (0: all; a digit dataset: 200)", low=0, high=10**6),
     "eval_crop": TaskOption(0, "score the central N x N of each held-out image (0: whole)", low=0, high=8192),
-    "self_ensemble": TaskOption(1, ENSEMBLE_HELP, choices=(1, 2, 4, 8)),
+    "self_ensemble": TaskOption(1, ENSEMBLE_HELP, choices=ENSEMBLE_SIZES),
     "figures": TaskOption(True, "draw superres.png (bicubic, network, original) into the run folder"),
 }  # fmt: skip
 
