@@ -35,6 +35,13 @@ autocast for about twice the epochs, scored with the geometric self-ensemble (``
 outputs for the 8 flips and turns of each input; the single pass beside it as ``1-pass gain``; ``img/s`` with the
 ensemble, as ``deeper predict`` upscales).
 
+``srcnn-x2-ceiling`` and ``espcn-x3-ceiling`` are not results but bounds: the ``-bf16-x8`` configurations trained
+on the 5 held-out photographs themselves (at their own scale, nothing beside them) for the whole budget.  No set of
+training photographs suits those 5 better, so a ceiling below a target says that no training data would reach it
+with that network in 15 minutes.  ``srcnn-x2-cv`` is the SRCNN ceiling cross-validated: five networks, each trained
+on four of the held-out photographs and scored on the fifth (``--fold K`` trains fold K alone, so that two run side by
+side; a run without it scores them), its row the mean over the five photographs.
+
 ``features`` trains the feature network of SRGAN's perceptual loss on the photographs' patches
 (``deeper train --data photo-patches --model vgg-features``: which photograph a 32x32 patch comes
 from); ``srgan-x4`` starts from ``srresnet-x4``'s weights.
@@ -113,6 +120,13 @@ CONFIGS: dict[str, tuple] = {
     "espcn-x3-bf16-x8": ("superres", "espcn", {"residual": True}, {"scale": 3, "patch": 48, "patches": 4096,
                          "scales": SCALES, "self_ensemble": 8},
                          {"epochs": 300, "batch_size": 32, "lr": 0.001, "amp": "bf16"}),
+    # the ceilings: srcnn-x2-bf16-x8 and espcn-x3-bf16-x8 trained on the held-out photographs themselves (at their
+    # own scale, nothing else beside them) for as many epochs as the budget holds; no training set does better on
+    # them, so a ceiling under a target says no choice of data reaches it with this network and budget
+    "srcnn-x2-ceiling": ("superres", "srcnn", {"residual": True}, {"scale": 2, "patch": 32, "patches": 4096,
+                         "self_ensemble": 8}, {"epochs": 230, "batch_size": 32, "lr": 0.001, "amp": "bf16"}),
+    "espcn-x3-ceiling": ("superres", "espcn", {"residual": True}, {"scale": 3, "patch": 48, "patches": 4096,
+                         "self_ensemble": 8}, {"epochs": 450, "batch_size": 32, "lr": 0.001, "amp": "bf16"}),
     "srcnn-x4-residual": ("superres", "srcnn", {"residual": True}, {"scale": 4, "patch": 48, "patches": 4096},
                           {"epochs": 4, "batch_size": 32, "lr": 0.001}),
     "espcn-x4": ("superres", "espcn", {}, {"scale": 4, "patch": 48, "patches": 4096},
@@ -130,6 +144,23 @@ CONFIGS: dict[str, tuple] = {
                           "perceptual": 1.0, "pixel": 1.0, "adversarial": 0.003, "d_width": 16},
                           {"epochs": 3, "batch_size": 16, "lr": 0.0001, "schedule": "constant"}),
 }  # fmt: skip
+#: cross-validated configurations: the named ceiling trained once per held-out photograph, on the other four alone,
+#: and scored on that one photograph; the row is the mean of the five (without the validation photograph: it is
+#: scored every epoch, which takes twice the training step's time, and the runs end with their last weights anyway)
+FOLDED = {"srcnn-x2-cv": "srcnn-x2-ceiling"}
+
+
+def _with_folds(configs: dict[str, tuple]) -> dict[str, tuple]:
+    """``configs`` with each cross-validated configuration placed after its base: the base without validation."""
+    out = {}
+    for name, (task, model, model_kwargs, task_args, train) in configs.items():
+        out[name] = (task, model, model_kwargs, task_args, train)
+        for folded in (n for n, base in FOLDED.items() if base == name):
+            out[folded] = (task, model, model_kwargs, task_args, {**train, "val_size": 0})
+    return out
+
+
+CONFIGS = _with_folds(CONFIGS)
 #: the issue's targets: gain over bicubic in dB
 TARGETS = {
     "srcnn-x2": 2.0,
@@ -148,8 +179,11 @@ TARGETS = {
     "espcn-x3-dead-leaves": 1.5,
     "srcnn-x2-bf16-x8": 2.0,
     "espcn-x3-bf16-x8": 1.5,
+    "srcnn-x2-cv": 2.0,
 }
 QUICK = {"epochs": 1, "subset": None}
+#: configurations trained on the held-out photographs (a bound on what any training photographs give, not a result)
+CEILINGS = ("srcnn-x2-ceiling", "espcn-x3-ceiling")
 
 
 def settings(name: str, out: Path, quick: bool) -> dict:
@@ -175,14 +209,59 @@ def settings(name: str, out: Path, quick: bool) -> dict:
     return opts
 
 
-def train(name: str, out: Path, quick: bool) -> dict:
+def train(name: str, out: Path, quick: bool, folds: list[int] | None = None) -> dict:
+    """The result of configuration ``name`` (trained unless its run is finished); of a cross-validated one, the
+    folds ``folds`` only (default: all five, combined)."""
+    from deeper.data.photos import TEST, splits
+
+    if name in FOLDED:
+        done = {}
+        for k in range(len(TEST)) if folds is None else folds:
+            held_out = TEST[k]
+            with splits(train=_train_photos(held_out), test=(held_out,)):
+                done[held_out] = _fit(name, out / name / held_out, out, quick)
+        return combine_folds(done) if folds is None else {}
+    if name in CEILINGS:
+        with splits(train=TEST):
+            return _fit(name, out / name, out, quick)
+    return _fit(name, out / name, out, quick)
+
+
+def _train_photos(held_out: str) -> tuple[str, ...]:
+    """A fold's training photographs: the held-out ones but the one it scores."""
+    from deeper.data.photos import TEST
+
+    return tuple(n for n in TEST if n != held_out)
+
+
+def _fit(name: str, run_dir: Path, out: Path, quick: bool) -> dict:
     from deeper.train import TrainConfig, fit
 
-    run_dir = out / name
     if (run_dir / "result.json").is_file():
         return json.loads((run_dir / "result.json").read_text())
     cfg = TrainConfig(**settings(name, out, quick), out=str(run_dir), tensorboard=False, progress=False)
     return fit(cfg, callbacks=[TimeLimit(BUDGET_S)])
+
+
+#: the scores of a run on its test split, averaged over the folds of a cross-validated configuration
+FOLD_MEANS = ("test_psnr", "test_ssim", "test_bicubic_psnr", "test_bicubic_ssim", "test_single_psnr")
+
+
+def combine_folds(folds: dict[str, dict]) -> dict:
+    """One result of the folds' results (``{held-out photograph: result}``): each score the mean over the folds, so
+    the mean over the photographs (each fold scores one); the longest training time, the fewest steps and epochs
+    (each fold is a network trained within the budget); fold 0's run folder and task; every fold's own scores."""
+    first = next(iter(folds.values()))
+    r = {
+        k: sum(f[k] for f in folds.values()) / len(folds) if first.get(k) is not None else None
+        for k in FOLD_MEANS
+    }
+    slowest = max(folds.values(), key=lambda f: f["train_seconds"])
+    r |= {"train_seconds": slowest["train_seconds"], "steps": min(f["steps"] for f in folds.values()),
+          "epochs": min(f["epochs"] for f in folds.values()), "stopped": slowest["stopped"],
+          "params": first["params"], "task": first["task"], "run_dir": first["run_dir"],
+          "folds": {p: {k: f[k] for k in (*FOLD_MEANS, "train_seconds", "steps")} for p, f in folds.items()}}  # fmt: skip
+    return r
 
 
 @torch.inference_mode()
@@ -257,10 +336,17 @@ def main(argv=None) -> int:
     p.add_argument("--figures", metavar="DIR", help="draw the figures of docs/image2image.md here")
     p.add_argument("--output", help="JSON result (default: benchmarks/results/superres.json)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the 2 cores are shared)")
+    p.add_argument("--fold", type=int, action="append", choices=range(5),
+                   help="train only these folds (0-4) of the cross-validated configurations, and stop (to train "
+                        "folds side by side; a run without --fold then scores them)")  # fmt: skip
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     names = args.only or list(CONFIGS)
+    if args.fold:
+        for name in (n for n in names if n in FOLDED):
+            train(name, out, args.quick, args.fold)
+        return 0
     rows, results = [], {}
     for name in names:
         r = train(name, out, args.quick)
@@ -275,7 +361,7 @@ def main(argv=None) -> int:
         rate = inference_rate(task, net)
         results[name]["inference_img_per_s"] = rate
         if (
-            name in TARGETS
+            name in TARGETS and name not in FOLDED
         ):  # the target rows: do they fall short on the photographs they were trained on too?
             by_split = gains_by_split(task, net)
             results[name] |= {
@@ -305,7 +391,7 @@ def main(argv=None) -> int:
             "results": {k: {x: v.get(x) for x in ("test_psnr", "test_ssim", "test_bicubic_psnr", "test_bicubic_ssim",
                            "test_single_psnr", "test_accuracy", "train_seconds", "steps", "epochs", "stopped", "params",
                            "inference_img_per_s", "train_photos_gain_db", "test_photos_crop_gain_db", "run_dir")}
-                        for k, v in results.items()},
+                        | ({"folds": v["folds"]} if "folds" in v else {}) for k, v in results.items()},
         }, list(CONFIGS))  # fmt: skip
         path = write_result(path, merged)
         print(f"wrote {path}")
@@ -369,11 +455,13 @@ def figures(out: Path, folder: Path, results: dict, scored: dict) -> None:
     sr = list(scored)
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     gains = [scored[n]["test_psnr"] - scored[n]["test_bicubic_psnr"] for n in sr]
-    ax.bar(range(len(sr)), gains, color=["#4c72b0" if g >= 0 else "#c44e52" for g in gains])
+    colours = ["#bbbbbb" if n in CEILINGS else "#4c72b0" if g >= 0 else "#c44e52" for n, g in zip(sr, gains)]
+    ax.bar(range(len(sr)), gains, color=colours)
     ax.set_xticks(range(len(sr)), sr, rotation=35, ha="right", fontsize=7)
     ax.axhline(0, color="k", lw=0.6)
     ax.set_ylabel("PSNR gain over bicubic, dB")
-    ax.set_title("held-out photographs, Y channel (the CPU of each run: the results table)", fontsize=8)
+    ax.set_title("held-out photographs, Y channel (the CPU of each run: the results table; grey: trained on them)",
+                 fontsize=8)  # fmt: skip
     fig.tight_layout()
     save_figure(fig, folder / "i2i_sr_gain.png")
     plt.close(fig)

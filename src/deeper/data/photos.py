@@ -20,6 +20,8 @@ ImageNet weights exist here).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,6 +143,21 @@ def load_photos(split: str = "train", names: tuple[str, ...] | None = None) -> P
             _CACHE[n] = to_tensor(read_photo(n))
         images.append(_CACHE[n])
     return PhotoSet("photos", images, list(names))
+
+
+@contextmanager
+def splits(**names: tuple[str, ...]) -> Iterator[None]:
+    """Inside the block, each split named (``train=(...)``, ``test=(...)``) holds those photographs instead: how a
+    benchmark trains through the engine on other photographs than the fixed split's (a cross-validation fold)."""
+    if unknown := sorted(set(names) - set(SPLITS)):
+        raise ConfigError(f"unknown split {unknown[0]!r} of photos (expected one of {', '.join(SPLITS)})")
+    saved = dict(SPLITS)
+    SPLITS.update({k: tuple(v) for k, v in names.items()})
+    try:
+        yield
+    finally:
+        SPLITS.clear()
+        SPLITS.update(saved)
 
 
 @dataclass(frozen=True)
