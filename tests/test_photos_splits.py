@@ -16,7 +16,7 @@ def test_splits_hold_other_photographs_inside_the_block_only():
         assert photos.load_photos("train").names == ["astronaut"]
         assert photos.load_photos("test").names == ["coffee", "flower"]
         assert photos.load_photos("val").names == list(photos.VAL)  # a split not named is left alone
-    assert photos.SPLITS == before
+    assert before == photos.SPLITS
     assert photos.load_photos("train").names == list(photos.TRAIN)
 
 
