@@ -38,7 +38,7 @@ ensemble, as ``deeper predict`` upscales).
 ``srcnn-x2-ceiling`` and ``espcn-x3-ceiling`` are not results but bounds: the ``-bf16-x8`` configurations trained
 on the 5 held-out photographs themselves (at their own scale, nothing beside them) for the whole budget.  No set of
 training photographs suits those 5 better, so a ceiling below a target says that no training data would reach it
-with that network in 15 minutes.  ``srcnn-x2-cv`` is the SRCNN ceiling cross-validated: five networks, each trained
+with that network and recipe in 15 minutes.  ``srcnn-x2-cv`` is the SRCNN ceiling cross-validated: five networks, each trained
 on four of the held-out photographs and scored on the fifth (``--fold K`` trains fold K alone, so that two run side by
 side; a run without it scores them), its row the mean over the five photographs.
 
@@ -340,9 +340,11 @@ def main(argv=None) -> int:
                    help="train only these folds (0-4) of the cross-validated configurations, and stop (to train "
                         "folds side by side; a run without --fold then scores them)")  # fmt: skip
     args = p.parse_args(argv)
+    names = args.only or list(CONFIGS)
+    if args.fold and not any(n in FOLDED for n in names):
+        p.error(f"--fold trains folds of the cross-validated configurations ({', '.join(FOLDED)}) only")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    names = args.only or list(CONFIGS)
     if args.fold:
         for name in (n for n in names if n in FOLDED):
             train(name, out, args.quick, args.fold)

@@ -55,3 +55,11 @@ def test_folds_combine_into_the_mean_over_the_photographs(superres):
     assert (r["train_seconds"], r["stopped"], r["steps"], r["epochs"]) == (700.0, "after 700.0", 90, 9)
     assert r["run_dir"] == "runs/30.0" and list(r["folds"]) == ["a", "b"]
     assert r["folds"]["b"]["test_psnr"] == 34.0
+
+
+def test_fold_applies_to_the_cross_validated_configurations_only(superres, capsys):
+    with pytest.raises(SystemExit) as e:
+        superres.main(["--only", "srcnn-x2-bf16-x8", "--fold", "0"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith("--fold trains folds of the cross-validated configurations (srcnn-x2-cv) only")

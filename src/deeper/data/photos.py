@@ -135,7 +135,7 @@ def load_photos(split: str = "train", names: tuple[str, ...] | None = None) -> P
     """A split of the bundled photographs (or the photographs ``names``), read once per process."""
     if names is None:
         if split not in SPLITS:
-            raise ConfigError(f"unknown split {split!r} of photos (expected one of {', '.join(SPLITS)})")
+            raise _unknown_split(split)
         names = SPLITS[split]
     images = []
     for n in names:
@@ -145,12 +145,16 @@ def load_photos(split: str = "train", names: tuple[str, ...] | None = None) -> P
     return PhotoSet("photos", images, list(names))
 
 
+def _unknown_split(split: str) -> ConfigError:
+    return ConfigError(f"unknown split {split!r} of photos (expected one of {', '.join(SPLITS)})")
+
+
 @contextmanager
 def splits(**names: tuple[str, ...]) -> Iterator[None]:
     """Inside the block, each split named (``train=(...)``, ``test=(...)``) holds those photographs instead: how a
     benchmark trains through the engine on other photographs than the fixed split's (a cross-validation fold)."""
     if unknown := sorted(set(names) - set(SPLITS)):
-        raise ConfigError(f"unknown split {unknown[0]!r} of photos (expected one of {', '.join(SPLITS)})")
+        raise _unknown_split(unknown[0])
     saved = dict(SPLITS)
     SPLITS.update({k: tuple(v) for k, v in names.items()})
     try:
