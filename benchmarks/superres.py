@@ -67,6 +67,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine, merge_runs, print_table, write_result  # noqa: E402
 
+from deeper.data.photos import TEST  # noqa: E402
 from deeper.train.callbacks import TimeLimit  # noqa: E402
 
 BUDGET_S = 15 * 60
@@ -212,7 +213,7 @@ def settings(name: str, out: Path, quick: bool) -> dict:
 def train(name: str, out: Path, quick: bool, folds: list[int] | None = None) -> dict:
     """The result of configuration ``name`` (trained unless its run is finished); of a cross-validated one, the
     folds ``folds`` only (default: all five, combined)."""
-    from deeper.data.photos import TEST, splits
+    from deeper.data.photos import splits
 
     if name in FOLDED:
         done = {}
@@ -229,8 +230,6 @@ def train(name: str, out: Path, quick: bool, folds: list[int] | None = None) -> 
 
 def _train_photos(held_out: str) -> tuple[str, ...]:
     """A fold's training photographs: the held-out ones but the one it scores."""
-    from deeper.data.photos import TEST
-
     return tuple(n for n in TEST if n != held_out)
 
 
@@ -336,8 +335,8 @@ def main(argv=None) -> int:
     p.add_argument("--figures", metavar="DIR", help="draw the figures of docs/image2image.md here")
     p.add_argument("--output", help="JSON result (default: benchmarks/results/superres.json)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the 2 cores are shared)")
-    p.add_argument("--fold", type=int, action="append", choices=range(5),
-                   help="train only these folds (0-4) of the cross-validated configurations, and stop (to train "
+    p.add_argument("--fold", type=int, action="append", choices=range(len(TEST)),
+                   help=f"train only these folds (0-{len(TEST) - 1}) of the cross-validated configurations, and stop (to train "
                         "folds side by side; a run without --fold then scores them)")  # fmt: skip
     args = p.parse_args(argv)
     names = args.only or list(CONFIGS)
@@ -389,7 +388,8 @@ def main(argv=None) -> int:
         path = Path(args.output or RESULTS / "superres.json")
         merged = merge_runs(path, {
             "benchmark": "superres", "machine": machine(), "torch": torch.__version__,
-            "budget_s": BUDGET_S, "configs": {k: list(v) for k, v in CONFIGS.items()}, "rows": rows,
+            "budget_s": BUDGET_S, "configs": {k: list(v) for k, v in CONFIGS.items()}, "targets_db": TARGETS,
+            "rows": rows,
             "results": {k: {x: v.get(x) for x in ("test_psnr", "test_ssim", "test_bicubic_psnr", "test_bicubic_ssim",
                            "test_single_psnr", "test_accuracy", "train_seconds", "steps", "epochs", "stopped", "params",
                            "inference_img_per_s", "train_photos_gain_db", "test_photos_crop_gain_db", "run_dir")}

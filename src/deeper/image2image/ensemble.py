@@ -48,7 +48,9 @@ def dihedral_mean(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor | None,
     """The mean over the first ``n`` symmetries of ``undo(fn(*transformed inputs))``; ``None`` inputs
     (an absent mask) pass through as ``None``; ``n`` 1 is ``fn(*inputs)``."""
     if n not in SIZES:
-        raise ValueError(f"a self-ensemble takes 1, 2, 4 or 8 symmetries, not {n}")
+        raise ValueError(
+            f"a self-ensemble takes {', '.join(map(str, SIZES[:-1]))} or {SIZES[-1]} symmetries, not {n}"
+        )
     if n == 1:
         return fn(*inputs)
     total = None
